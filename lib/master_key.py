@@ -1,0 +1,121 @@
+"""Where the master key comes from: env, Streamlit secrets, or a dev-only key file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lib.crypto import (
+    GENERATE_HINT,
+    MASTER_KEY_ENV,
+    MasterKey,
+    MasterKeyError,
+    generate_master_key_b64,
+)
+
+VERSION_ENV = "GEMINI_KEYS_MASTER_KEY_VERSION"
+DEV_KEY_FILENAME = "master.key"
+
+log = logging.getLogger("gemini_keys")
+
+
+def _secret(secrets: Mapping[str, Any] | None, name: str) -> Any:
+    # st.secrets raises a FileNotFoundError subclass when no secrets.toml exists; any other
+    # error (e.g. a broken secrets.toml) must surface rather than fall back to the dev key.
+    if secrets is None:
+        return None
+    try:
+        return secrets.get(name)
+    except FileNotFoundError:
+        return None
+
+
+def _version(raw: Any, source: str) -> int:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return 1
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise MasterKeyError(f"{source} must be a positive integer") from None
+
+
+def _create_dev_key(path: Path) -> None:
+    """Publish a new key file atomically: mode 0600 from the first byte, never partial."""
+    # Unique per call: Streamlit sessions are threads of one process, so a pid is not enough.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(generate_master_key_b64() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        # link() fails if another process got there first; then we use its key.
+        os.link(tmp, path)
+        log.warning(
+            "DEVELOPMENT master key generated at %s; set %s in production "
+            "(keys encrypted with this file are unreadable without it)",
+            path,
+            MASTER_KEY_ENV,
+        )
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_dev_key(path: Path) -> MasterKey:
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        raise MasterKeyError(f"development master key {path} is not a regular file")
+    if os.name != "nt" and mode & 0o077:
+        raise MasterKeyError(
+            f"development master key {path} has permissions {stat.S_IMODE(mode):04o}; "
+            f"it must be readable by its owner only: chmod 600 {path}"
+        )
+    return MasterKey.from_base64(path.read_text(encoding="ascii"), source=str(path))
+
+
+def load_master_key(
+    *,
+    env: Mapping[str, str],
+    secrets: Mapping[str, Any] | None,
+    data_dir: Path,
+    allow_dev_default: bool,
+) -> tuple[MasterKey, bool]:
+    """Return (master key, is_dev_default) from env, secrets, or data_dir/master.key.
+
+    The dev file is used (and created) only when allow_dev_default is true.
+
+    The optional GEMINI_KEYS_MASTER_KEY_VERSION (default 1) is read from the same source.
+    """
+    for source, lookup in (
+        ("environment", env.get),
+        ("secrets", lambda n: _secret(secrets, n)),
+    ):
+        value = lookup(MASTER_KEY_ENV)
+        if value is not None:
+            version = _version(lookup(VERSION_ENV), f"{VERSION_ENV} ({source})")
+            return MasterKey.from_base64(
+                value, version, source=f"{MASTER_KEY_ENV} ({source})"
+            ), False
+    if not allow_dev_default:
+        raise MasterKeyError(
+            f"no master key configured: set {MASTER_KEY_ENV} in the environment or in "
+            f".streamlit/secrets.toml; {GENERATE_HINT}"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / DEV_KEY_FILENAME
+    if not path.exists():
+        _create_dev_key(path)
+    else:
+        log.warning(
+            "using DEVELOPMENT master key from %s; set %s in production",
+            path,
+            MASTER_KEY_ENV,
+        )
+    return _read_dev_key(path), True
