@@ -1,0 +1,131 @@
+"""Typed models of the spec's tables and the columns the product adds beside them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+UUID_PK = dict(primary_key=True, server_default=text("uuid_generate_v4()"))
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AuthUser(Base):
+    """Supabase's auth.users (created by our migration where it is missing)."""
+
+    __tablename__ = "users"
+    __table_args__ = {"schema": "auth"}
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True,
+                                          server_default=text("gen_random_uuid()"))
+    email: Mapped[str | None] = mapped_column(String(255))
+    encrypted_password: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
+    last_sign_in_at: Mapped[dt.datetime | None]
+
+
+class UserProfile(Base):
+    __tablename__ = "user_profiles"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("auth.users.id", ondelete="CASCADE"), primary_key=True)
+    is_admin: Mapped[bool | None] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
+
+
+class ApiKey(Base):
+    __tablename__ = "gemini_api_keys"
+
+    # -- the spec's columns --
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), **UUID_PK)
+    name: Mapped[str] = mapped_column(String(255))
+    encrypted_key: Mapped[str] = mapped_column(Text)
+    encryption_iv: Mapped[str] = mapped_column(String(255))
+    encryption_tag: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool | None] = mapped_column(Boolean, server_default=text("true"))
+    priority: Mapped[int | None] = mapped_column(Integer, server_default=text("1"))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True),
+                                                         ForeignKey("auth.users.id"))
+    created_at: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
+    updated_at: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
+    last_used: Mapped[dt.datetime | None]
+    usage_count: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
+    failure_count: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
+    # -- beside the spec --
+    master_key_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    masked_hint: Mapped[str] = mapped_column(String(32), server_default=text("''"))
+    group_label: Mapped[str | None] = mapped_column(String(100))
+    archived_at: Mapped[dt.datetime | None]
+    deleted_at: Mapped[dt.datetime | None]
+    cooldown_until: Mapped[dt.datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditLog(Base):
+    __tablename__ = "gemini_key_audit_log"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), **UUID_PK)
+    key_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("gemini_api_keys.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(50))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True),
+                                                      ForeignKey("auth.users.id"))
+    created_at: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class UsageStat(Base):
+    __tablename__ = "gemini_key_usage_stats"
+    __table_args__ = (UniqueConstraint("key_id", "date"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), **UUID_PK)
+    key_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("gemini_api_keys.id", ondelete="CASCADE"))
+    date: Mapped[dt.date] = mapped_column(Date)
+    request_count: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
+    success_count: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
+    failure_count: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
+    rate_limit_count: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
+    avg_response_time: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
+
+
+class MasterKeyCheck(Base):
+    """One row: the master-key version in force and a value only that key decrypts."""
+
+    __tablename__ = "gemini_master_key_check"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, server_default=text("1"))
+    master_key_version: Mapped[int] = mapped_column(Integer)
+    check_value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
+
+
+class SignInAttempt(Base):
+    """Failed and successful sign-ins, for throttling (never the password)."""
+
+    __tablename__ = "gemini_sign_in_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320))
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    attempted_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
