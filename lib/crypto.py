@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from lib.errors import GeminiKeysError, InvalidInput
+
 MASTER_KEY_ENV = "GEMINI_KEYS_MASTER_KEY"
 GENERATE_HINT = (
     "generate one with: "
@@ -42,7 +44,7 @@ _PLACEHOLDERS = frozenset(
 )
 
 
-class CryptoError(Exception):
+class CryptoError(GeminiKeysError):
     """Base class for every error raised by this module."""
 
 
@@ -72,7 +74,7 @@ class KeyDecryptionError(CryptoError):
         super().__init__(f"cannot decrypt API key {key_name!r} (id {key_id}): {reason}")
 
 
-class InvalidKeyFormat(ValueError):
+class InvalidKeyFormat(InvalidInput):
     """Submitted text is not shaped like a Gemini API key (message never repeats it)."""
 
 
