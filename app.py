@@ -1,0 +1,37 @@
+"""Entry point: page config, sign-in, admin gate, and navigation built per role."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib.ui.guard import SESSION_USER, is_admin_now, signed_in_actor
+from lib.ui.runtime import get_runtime
+from lib.ui.signin import render_no_access, render_sign_in
+
+st.set_page_config(page_title="Gemini Key Manager", page_icon="🔑", layout="wide")
+
+ADMIN_PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
+    st.Page("pages/keys.py", title="Keys", icon="🔑"),
+    st.Page("pages/analytics.py", title="Analytics", icon="📈"),
+    st.Page("pages/audit.py", title="Audit log", icon="📜"),
+    st.Page("pages/admins.py", title="Admins", icon="👥"),
+]
+
+runtime = get_runtime()
+actor = signed_in_actor()
+if actor is None:
+    navigation = st.navigation([st.Page(render_sign_in, title="Sign in", icon="🔐")])
+elif is_admin_now(runtime, actor):
+    navigation = st.navigation(ADMIN_PAGES)
+    with st.sidebar:
+        st.caption(f"Signed in as {actor.email}")
+        if st.button("Sign out"):
+            st.session_state.pop(SESSION_USER, None)
+            st.rerun()
+else:
+    navigation = st.navigation([st.Page(render_no_access, title="No access", icon="⛔")])
+if runtime.dev_master_key:
+    st.warning("Development master key in use (generated under .data/). "
+               "Set GEMINI_KEYS_MASTER_KEY before storing real keys.", icon="⚠️")
+navigation.run()
