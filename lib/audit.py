@@ -3,12 +3,38 @@
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from db.models import AuditLog
 from db.session import actor_of
+
+
+class Action(StrEnum):
+    """The audit log's stable verbs (they fit the spec's varchar(50))."""
+
+    KEY_ADDED = "key_added"
+    KEY_IMPORTED = "key_imported"
+    KEY_RENAMED = "key_renamed"
+    KEY_ACTIVATED = "key_activated"
+    KEY_DEACTIVATED = "key_deactivated"
+    KEY_PRIORITY_CHANGED = "key_priority_changed"
+    KEY_GROUP_CHANGED = "key_group_changed"
+    KEY_ARCHIVED = "key_archived"
+    KEY_UNARCHIVED = "key_unarchived"
+    KEY_DELETED = "key_deleted"
+    KEY_CHECKED = "key_checked"
+    KEY_AUTO_DISABLED = "key_auto_disabled"
+    KEY_COOLDOWN = "key_cooldown"
+    MASTER_KEY_ROTATED = "master_key_rotated"
+    USER_CREATED = "user_created"
+    ADMIN_GRANTED = "admin_granted"
+    ADMIN_REVOKED = "admin_revoked"
+    PASSWORD_RESET = "password_reset"
+    SIGN_IN_FAILED = "sign_in_failed"
+    ACCOUNT_LOCKED = "account_locked"
 
 
 def write_audit(session: Session, *, action: str, key_id: uuid.UUID | None = None,
@@ -19,7 +45,7 @@ def write_audit(session: Session, *, action: str, key_id: uuid.UUID | None = Non
     actor = actor_of(session)
     row = AuditLog(
         key_id=key_id,
-        action=action,
+        action=str(action),
         user_id=actor.user_id,
         details={"source": actor.source, "actor_email": actor.email, **(details or {})},
     )

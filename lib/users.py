@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import AuthUser, UserProfile
-from lib.audit import write_audit
+from lib.audit import Action, write_audit
 from lib.errors import InvalidInput
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -70,5 +70,5 @@ def create_user(session: Session, *, email: str, password: str, admin: bool = Fa
     session.flush()
     session.add(UserProfile(user_id=user.id, is_admin=admin))
     session.flush()
-    write_audit(session, action="user_created", details={"email": email, "is_admin": admin})
+    write_audit(session, action=Action.USER_CREATED, details={"email": email, "is_admin": admin})
     return user
