@@ -44,6 +44,12 @@ def available_servers() -> list[str]:
 
 
 SERVERS = available_servers()
+if os.environ.get("GK_REQUIRE_LOCAL_PG") == "1" and "local" not in SERVERS:
+    raise RuntimeError("GK_REQUIRE_LOCAL_PG=1 but no PostgreSQL answers at 127.0.0.1:5432")
+
+
+def pytest_report_header(config):
+    return f"PostgreSQL servers under test: {', '.join(SERVERS) or 'none'}"
 
 
 @dataclass
