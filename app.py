@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from lib.logging_setup import configure_logging
+from lib.ui.errors import friendly_errors
 from lib.ui.guard import SESSION_USER, is_admin_now, signed_in_actor
 from lib.ui.runtime import get_runtime
 from lib.ui.signin import render_no_access, render_sign_in
 
 st.set_page_config(page_title="Gemini Key Manager", page_icon="🔑", layout="wide")
+configure_logging()
 
 ADMIN_PAGES = [
     st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
@@ -18,11 +21,13 @@ ADMIN_PAGES = [
     st.Page("pages/admins.py", title="Admins", icon="👥"),
 ]
 
-runtime = get_runtime()
-actor = signed_in_actor()
+with friendly_errors("start-up"):
+    runtime = get_runtime()
+    actor = signed_in_actor()
+    admin = actor is not None and is_admin_now(runtime, actor)
 if actor is None:
     navigation = st.navigation([st.Page(render_sign_in, title="Sign in", icon="🔐")])
-elif is_admin_now(runtime, actor):
+elif admin:
     navigation = st.navigation(ADMIN_PAGES)
     with st.sidebar:
         st.caption(f"Signed in as {actor.email}")
@@ -34,4 +39,5 @@ else:
 if runtime.dev_master_key:
     st.warning("Development master key in use (generated under .data/). "
                "Set GEMINI_KEYS_MASTER_KEY before storing real keys.", icon="⚠️")
-navigation.run()
+with friendly_errors(navigation.title):
+    navigation.run()

@@ -18,8 +18,9 @@ from lib.crypto import (
     generate_master_key_b64,
 )
 
-VERSION_ENV = "GEMINI_KEYS_MASTER_KEY_VERSION"
 DEV_KEY_FILENAME = "master.key"
+# 32 random bytes hold ~30 distinct values; fewer than this is a hand-made or patterned key.
+MIN_DISTINCT_BYTES = 16
 
 log = logging.getLogger("gemini_keys")
 
@@ -33,15 +34,6 @@ def _secret(secrets: Mapping[str, Any] | None, name: str) -> Any:
         return secrets.get(name)
     except FileNotFoundError:
         return None
-
-
-def _version(raw: Any, source: str) -> int:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return 1
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise MasterKeyError(f"{source} must be a positive integer") from None
 
 
 def _create_dev_key(path: Path) -> None:
@@ -80,6 +72,20 @@ def _read_dev_key(path: Path) -> MasterKey:
     return MasterKey.from_base64(path.read_text(encoding="ascii"), source=str(path))
 
 
+def _refuse_weak_key(master: MasterKey, data_dir: Path, source: str) -> None:
+    if len(set(master.key)) < MIN_DISTINCT_BYTES:
+        raise MasterKeyError(f"{source} is not random enough to be a master key; {GENERATE_HINT}")
+    path = data_dir / DEV_KEY_FILENAME
+    try:
+        dev = MasterKey.from_base64(path.read_text(encoding="ascii"), source=str(path))
+    except (OSError, MasterKeyError):
+        return
+    if dev.key == master.key:
+        raise MasterKeyError(
+            f"{source} is the generated DEVELOPMENT key from {path}; production needs its "
+            f"own key; {GENERATE_HINT}")
+
+
 def load_master_key(
     *,
     env: Mapping[str, str],
@@ -89,9 +95,11 @@ def load_master_key(
 ) -> tuple[MasterKey, bool]:
     """Return (master key, is_dev_default) from env, secrets, or data_dir/master.key.
 
-    The dev file is used (and created) only when allow_dev_default is true.
+    The dev file is used (and created) only when allow_dev_default is true; without it
+    (production) a patterned key, or one equal to the development key file, is refused.
 
-    The optional GEMINI_KEYS_MASTER_KEY_VERSION (default 1) is read from the same source.
+    The returned key has version 1: the database's gemini_master_key_check row holds the
+    version in force, and lib.runtime.verify_master_key applies it.
     """
     for source, lookup in (
         ("environment", env.get),
@@ -99,10 +107,10 @@ def load_master_key(
     ):
         value = lookup(MASTER_KEY_ENV)
         if value is not None:
-            version = _version(lookup(VERSION_ENV), f"{VERSION_ENV} ({source})")
-            return MasterKey.from_base64(
-                value, version, source=f"{MASTER_KEY_ENV} ({source})"
-            ), False
+            master = MasterKey.from_base64(value, source=f"{MASTER_KEY_ENV} ({source})")
+            if not allow_dev_default:
+                _refuse_weak_key(master, data_dir, f"{MASTER_KEY_ENV} ({source})")
+            return master, False
     if not allow_dev_default:
         raise MasterKeyError(
             f"no master key configured: set {MASTER_KEY_ENV} in the environment or in "

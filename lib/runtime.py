@@ -12,9 +12,10 @@ from sqlalchemy import Engine, select
 from db.models import MasterKeyCheck
 from db.session import Actor, session_scope
 from lib.bootstrap import engine_for, load_settings, migrate, require_current_schema
-from lib.config import Settings
-from lib.crypto import MasterKey, make_check_value, verify_check_value
+from lib.config import Settings, check_production_secrets
+from lib.crypto import MasterKey, MasterKeyMismatch, make_check_value, verify_check_value
 from lib.errors import ConfigurationError
+from lib.logging_setup import configure_logging
 from lib.master_key import load_master_key
 
 log = logging.getLogger("gemini_keys")
@@ -41,15 +42,30 @@ def verify_master_key(engine: Engine, master: MasterKey) -> MasterKey:
                                        check_value=make_check_value(master)))
             return master
         stored = replace(master, version=row.master_key_version)
-        verify_check_value(stored, row.check_value)
+        try:
+            verify_check_value(stored, row.check_value)
+        except MasterKeyMismatch:
+            if row.master_key_version <= 1:
+                raise
+            raise MasterKeyMismatch(row.master_key_version, rotated_hint(row)) from None
         return stored
+
+
+def rotated_hint(row: MasterKeyCheck) -> str:
+    """What to do when a key from before a rotation is still configured."""
+    when = f" on {row.updated_at:%Y-%m-%d %H:%M} UTC" if row.updated_at else ""
+    return (f": the master key was rotated{when} (python -m lib.cli rotate-master-key); the "
+            "old key no longer works. Restart with the NEW key (the GEMINI_KEYS_NEW_MASTER_KEY "
+            "you gave, or the file whose path the rotation printed)")
 
 
 def build_runtime(env: Mapping[str, str] | None = None,
                   secrets: Mapping[str, Any] | None = None, *,
                   apply_migrations: bool = True) -> Runtime:
     """Load settings, connect, migrate (or require a current schema), load and verify the key."""
+    configure_logging()
     settings = load_settings(env, secrets)
+    check_production_secrets(settings)
     engine = engine_for(settings)
     if apply_migrations:
         migrate(engine)

@@ -357,7 +357,8 @@ def test_env_beats_secrets_beats_dev_file(tmp_path):
     assert loaded == dev and is_dev is True
 
 
-def test_load_reads_version_from_same_source(tmp_path):
+def test_load_ignores_a_version_setting_the_database_decides(tmp_path):
+    # The version in force lives in gemini_master_key_check (lib.runtime.verify_master_key).
     key = generate_master_key_b64()
     loaded, _ = load_master_key(
         env={ENV: key, "GEMINI_KEYS_MASTER_KEY_VERSION": "2"},
@@ -365,7 +366,7 @@ def test_load_reads_version_from_same_source(tmp_path):
         data_dir=tmp_path,
         allow_dev_default=False,
     )
-    assert loaded.version == 2
+    assert loaded.version == 1
 
 
 class MissingSecretsFile(dict):

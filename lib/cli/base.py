@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from db.session import Actor, session_scope
 from lib.bootstrap import engine_for, load_settings, require_current_schema
 from lib.errors import GeminiKeysError
+from lib.logging_setup import configure_logging
 
 
 class CliGroup(click.Group):
@@ -38,6 +39,7 @@ def fail(message: str) -> None:
 @click.group(cls=CliGroup)
 def cli() -> None:
     """Gemini Key Manager: keep Gemini API keys encrypted, audited and rotated."""
+    configure_logging()
 
 
 def actor_option(command: Callable[..., Any]) -> Callable[..., Any]:
