@@ -1,0 +1,272 @@
+"""Usage analytics over gemini_key_usage_stats, aggregated in SQL.
+
+Conventions every query here shares:
+- `date` is the UTC day the key pool recorded the request on; ranges are inclusive.
+- success + failure + rate_limited = requests (the pool records exactly one outcome).
+- Average latency is weighted by request count: sum(avg * requests) / sum(requests), over the
+  rows that carry a latency. The mean of per-key means would let a key with 3 requests weigh
+  as much as one with 30,000.
+- Daily series cover every day of the range: a day without traffic is a row of zeros (its
+  latency and success rate are None, since there is nothing to average), never a gap.
+- Filters: keys (ids), group label, and whether archived or tombstoned keys count. Archived
+  keys count by default, so archiving a key does not rewrite the history of past days.
+All reads run in the caller's session, so RLS applies to the signed-in admin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from lib.errors import InvalidInput
+
+MAX_RANGE_DAYS = 3660  # ten years: a typo like 2206 for 2026 should fail, not run for minutes
+KeySort = Literal["failures", "rate_limit_share", "failure_rate", "requests", "latency"]
+HeatmapMetric = Literal["requests", "failures", "rate_limited", "failure_rate"]
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+@dataclass(frozen=True)
+class StatsFilter:
+    """What to aggregate: an inclusive UTC date range plus optional key/group filters."""
+
+    start: dt.date
+    end: dt.date
+    key_ids: tuple[uuid.UUID, ...] = ()
+    group: str | None = None
+    include_archived: bool = True
+
+    def __post_init__(self) -> None:
+        if self.start > self.end:
+            raise InvalidInput(f"the range starts ({self.start}) after it ends ({self.end})")
+        if self.days > MAX_RANGE_DAYS:
+            raise InvalidInput(f"the range covers {self.days} days; at most {MAX_RANGE_DAYS}")
+
+    @classmethod
+    def last_days(cls, days: int, *, today: dt.date | None = None, **filters: Any) -> StatsFilter:
+        end = today or utc_today()
+        return cls(end - dt.timedelta(days=days - 1), end, **filters)
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def previous(self) -> StatsFilter:
+        """The period of equal length just before this one (for KPI deltas)."""
+        return replace(self, start=self.start - dt.timedelta(days=self.days),
+                       end=self.start - dt.timedelta(days=1))
+
+
+@dataclass(frozen=True)
+class Totals:
+    requests: int = 0
+    successes: int = 0
+    failures: int = 0
+    rate_limited: int = 0
+    avg_latency_ms: float | None = None
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.requests if self.requests else None
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failures / self.requests if self.requests else None
+
+    @property
+    def rate_limit_share(self) -> float | None:
+        return self.rate_limited / self.requests if self.requests else None
+
+
+@dataclass(frozen=True)
+class DayRow(Totals):
+    day: dt.date = field(default=dt.date.min)
+
+
+@dataclass(frozen=True)
+class KeyRow(Totals):
+    key_id: uuid.UUID | None = None
+    name: str = ""
+    group_label: str | None = None
+    priority: int | None = None
+    is_active: bool = True
+    archived: bool = False
+    deleted: bool = False
+
+
+# -- SQL building blocks ---------------------------------------------------------------------
+
+def sums_sql(where: str = "TRUE", prefix: str = "") -> str:
+    """The five aggregate columns over stats rows `s`, restricted to `where`."""
+    ok_latency = f"({where}) AND s.avg_response_time IS NOT NULL AND s.request_count > 0"
+    counters = [("request_count", "requests"), ("success_count", "successes"),
+                ("failure_count", "failures"), ("rate_limit_count", "rate_limited")]
+    parts = [f"coalesce(sum(s.{col}) FILTER (WHERE {where}), 0)::bigint AS {prefix}{name}"
+             for col, name in counters]
+    parts.append(f"sum(s.avg_response_time * s.request_count) FILTER (WHERE {ok_latency})"
+                 f" / nullif(sum(s.request_count) FILTER (WHERE {ok_latency}), 0)"
+                 f" AS {prefix}avg_latency_ms")
+    return ",\n  ".join(parts)
+
+
+SUMS = sums_sql()
+TOTAL_COLUMNS = ("requests", "successes", "failures", "rate_limited", "avg_latency_ms")
+
+
+def key_conditions(f: StatsFilter, alias: str = "k") -> tuple[str, dict[str, Any]]:
+    """SQL conditions on the keys table (alias `alias`) for the filter's key/group/archive."""
+    clauses, params = [], {}
+    if f.key_ids:
+        clauses.append(f"{alias}.id = ANY(CAST(:key_ids AS uuid[]))")
+        params["key_ids"] = [str(k) for k in f.key_ids]
+    if f.group is not None:
+        clauses.append(f"{alias}.group_label = :group_label")
+        params["group_label"] = f.group
+    if not f.include_archived:
+        # A stats row whose key_id is NULL has no key to be archived: it passes this test.
+        clauses.append(f"{alias}.archived_at IS NULL AND {alias}.deleted_at IS NULL")
+    return (" AND ".join(clauses) or "TRUE"), params
+
+
+def stats_source(f: StatsFilter) -> tuple[str, dict[str, Any]]:
+    """FROM/WHERE selecting the stats rows of the filter (alias s; keys joined as k)."""
+    conditions, params = key_conditions(f)
+    sql = f"""
+FROM gemini_key_usage_stats s
+LEFT JOIN gemini_api_keys k ON k.id = s.key_id
+WHERE s.date BETWEEN :start AND :end AND {conditions}"""
+    return sql, {"start": f.start, "end": f.end, **params}
+
+
+def _totals(row: Any, prefix: str = "") -> dict[str, Any]:
+    m = row._mapping
+    values = {c: m[prefix + c] for c in TOTAL_COLUMNS}
+    return {c: (v if c == "avg_latency_ms" or v is None else int(v)) for c, v in values.items()}
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+def totals(session: Session, f: StatsFilter) -> Totals:
+    """One row of sums for the whole filter."""
+    source, params = stats_source(f)
+    row = session.execute(text(f"SELECT {SUMS} {source}"), params).one()
+    return Totals(**_totals(row))
+
+
+def totals_with_previous(session: Session, f: StatsFilter) -> tuple[Totals, Totals]:
+    """Totals for the range and for the equally long period before it, in one scan."""
+    source, params = stats_source(replace(f, start=f.previous().start))
+    sql = (f"SELECT {sums_sql('s.date >= :cut')}, {sums_sql('s.date < :cut', 'prev_')} "
+           f"{source}")
+    row = session.execute(text(sql), {**params, "cut": f.start}).one()
+    return Totals(**_totals(row)), Totals(**_totals(row, "prev_"))
+
+
+def daily_totals(session: Session, f: StatsFilter) -> list[DayRow]:
+    """One row per day of the range (zeros on days without traffic)."""
+    source, params = stats_source(f)
+    sql = f"""
+WITH agg AS (SELECT s.date AS day, {SUMS} {source} GROUP BY s.date)
+SELECT d.day::date AS day,
+       coalesce(agg.requests, 0) AS requests, coalesce(agg.successes, 0) AS successes,
+       coalesce(agg.failures, 0) AS failures, coalesce(agg.rate_limited, 0) AS rate_limited,
+       agg.avg_latency_ms
+FROM generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS d(day)
+LEFT JOIN agg ON agg.day = d.day::date
+ORDER BY d.day"""
+    return [DayRow(day=r.day, **_totals(r)) for r in session.execute(text(sql), params)]
+
+
+SORTS: dict[str, str] = {
+    "failures": "failures DESC, rate_limited DESC",
+    "rate_limit_share": "rate_limited::float8 / nullif(requests, 0) DESC NULLS LAST, "
+                        "rate_limited DESC",
+    "failure_rate": "failures::float8 / nullif(requests, 0) DESC NULLS LAST, failures DESC",
+    "requests": "requests DESC",
+    "latency": "avg_latency_ms DESC NULLS LAST",
+}
+
+
+def per_key_totals(session: Session, f: StatsFilter, *, sort: KeySort = "failures",
+                   limit: int | None = 200) -> list[KeyRow]:
+    """One row per key matching the filter (keys without traffic too), sorted, top `limit`."""
+    if sort not in SORTS:
+        raise InvalidInput(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
+    conditions, params = key_conditions(f)
+    sql = f"""
+SELECT * FROM (
+  SELECT k.id AS key_id, k.name, k.group_label, k.priority,
+         coalesce(k.is_active, false) AS is_active, k.archived_at IS NOT NULL AS archived,
+         k.deleted_at IS NOT NULL AS deleted, {SUMS}
+  FROM gemini_api_keys k
+  LEFT JOIN gemini_key_usage_stats s ON s.key_id = k.id AND s.date BETWEEN :start AND :end
+  WHERE {conditions}
+  GROUP BY k.id) t
+ORDER BY {SORTS[sort]}, lower(name), key_id
+{"LIMIT :limit" if limit else ""}"""
+    params.update(start=f.start, end=f.end, limit=limit)
+    return [KeyRow(key_id=r.key_id, name=r.name, group_label=r.group_label, priority=r.priority,
+                   is_active=r.is_active, archived=r.archived, deleted=r.deleted, **_totals(r))
+            for r in session.execute(text(sql), params)]
+
+
+def count_keys(session: Session, f: StatsFilter) -> int:
+    conditions, params = key_conditions(f)
+    return int(session.scalar(text(f"SELECT count(*) FROM gemini_api_keys k WHERE {conditions}"),
+                              params))
+
+
+def key_day_matrix(session: Session, f: StatsFilter, key_ids: Sequence[uuid.UUID],
+                   metric: HeatmapMetric = "requests") -> list[tuple[uuid.UUID, dt.date, Any]]:
+    """(key, day, value) for the given keys over every day of the range (zeros filled)."""
+    expressions = {
+        "requests": "coalesce(s.request_count, 0)",
+        "failures": "coalesce(s.failure_count, 0)",
+        "rate_limited": "coalesce(s.rate_limit_count, 0)",
+        "failure_rate": "s.failure_count::float8 / nullif(s.request_count, 0)",
+    }
+    if metric not in expressions:
+        raise InvalidInput(f"unknown metric {metric!r}")
+    if not key_ids:
+        return []
+    sql = f"""
+SELECT kid AS key_id, d.day::date AS day, {expressions[metric]} AS value
+FROM unnest(CAST(:ids AS uuid[])) AS kid
+CROSS JOIN generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS d(day)
+LEFT JOIN gemini_key_usage_stats s ON s.key_id = kid AND s.date = d.day::date
+ORDER BY kid, d.day"""
+    rows = session.execute(text(sql), {"ids": [str(k) for k in key_ids],
+                                       "start": f.start, "end": f.end})
+    return [(r.key_id, r.day, r.value) for r in rows]
+
+
+@dataclass(frozen=True)
+class KeyOption:
+    key_id: uuid.UUID
+    name: str
+    group_label: str | None
+    retired: bool
+
+
+def key_options(session: Session, *, include_archived: bool = True) -> list[KeyOption]:
+    """Keys for a filter widget (id, name, group); no key material is selected."""
+    where = "" if include_archived else "WHERE archived_at IS NULL AND deleted_at IS NULL"
+    rows = session.execute(text(
+        "SELECT id, name, group_label, (archived_at IS NOT NULL OR deleted_at IS NOT NULL) AS r"
+        f" FROM gemini_api_keys {where} ORDER BY lower(name), id"))
+    return [KeyOption(r.id, r.name, r.group_label, r.r) for r in rows]
+
+
+def group_labels(session: Session) -> list[str]:
+    return list(session.scalars(text(
+        "SELECT DISTINCT group_label FROM gemini_api_keys WHERE group_label IS NOT NULL "
+        "ORDER BY group_label")))

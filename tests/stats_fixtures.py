@@ -1,0 +1,44 @@
+"""Helpers shared by the analytics tests: keys and stats rows written straight to the tables.
+
+The keys carry dummy ciphertext: analytics never decrypts, and this keeps the tests
+independent of the key service.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+D0 = dt.date(2026, 3, 2)  # a Monday
+
+
+def day(n: int) -> dt.date:
+    return D0 + dt.timedelta(days=n)
+
+
+def insert_key(session: Session, name: str, *, group: str | None = None, priority: int = 1,
+               active: bool = True, archived: bool = False, deleted: bool = False,
+               cooldown_minutes: int | None = None, last_used: dt.datetime | None = None
+               ) -> uuid.UUID:
+    return session.scalar(text("""
+INSERT INTO gemini_api_keys (name, encrypted_key, encryption_iv, encryption_tag, group_label,
+  priority, is_active, archived_at, deleted_at, cooldown_until, last_used)
+VALUES (:name, 'x', 'y', 'z', :group, :priority, :active,
+  CASE WHEN :archived THEN now() END, CASE WHEN :deleted THEN now() END,
+  now() + make_interval(mins => :cooldown), :last_used)
+RETURNING id"""), {"name": name, "group": group, "priority": priority, "active": active,
+                   "archived": archived, "deleted": deleted, "cooldown": cooldown_minutes,
+                   "last_used": last_used})
+
+
+def insert_stat(session: Session, key_id: uuid.UUID | None, date: dt.date, *, ok: int = 0,
+                fail: int = 0, rl: int = 0, latency: float | None = None) -> None:
+    session.execute(text("""
+INSERT INTO gemini_key_usage_stats (key_id, date, request_count, success_count, failure_count,
+  rate_limit_count, avg_response_time)
+VALUES (:key_id, :date, :req, :ok, :fail, :rl, :latency)"""), {
+        "key_id": key_id, "date": date, "req": ok + fail + rl, "ok": ok, "fail": fail,
+        "rl": rl, "latency": latency})
