@@ -22,6 +22,7 @@ class Action(StrEnum):
     KEY_DEACTIVATED = "key_deactivated"
     KEY_PRIORITY_CHANGED = "key_priority_changed"
     KEY_GROUP_CHANGED = "key_group_changed"
+    KEY_UPDATED = "key_updated"  # several fields of one key in one save (bulk edit)
     KEY_ARCHIVED = "key_archived"
     KEY_UNARCHIVED = "key_unarchived"
     KEY_DELETED = "key_deleted"

@@ -189,8 +189,9 @@ def _load_for_update(session: Session, key_id: uuid.UUID | str) -> ApiKey:
 
 # -- adding ---------------------------------------------------------------------------------
 
-def _insert(session: Session, master: MasterKey, *, name: str, api_key: str, priority: int,
-            group_label: str | None, key_fingerprint: str) -> ApiKey:
+def insert_validated_key(session: Session, master: MasterKey, *, name: str, api_key: str,
+                         priority: int, group_label: str | None,
+                         key_fingerprint: str) -> ApiKey:
     """Encrypt and add a validated key; the uuid is chosen first so the AAD binds to the row."""
     key_id = uuid.uuid4()
     sealed = encrypt_api_key(master, key_id=key_id, plaintext=api_key)
@@ -225,8 +226,8 @@ def add_key(session: Session, master: MasterKey, *, name: str, api_key: str,
     existing = find_by_fingerprint(session, key_fingerprint)
     if existing is not None:
         raise InvalidInput(f"This API key is already stored, as {existing.name!r}.")
-    row = _insert(session, master, name=name, api_key=api_key, priority=priority,
-                  group_label=group_label, key_fingerprint=key_fingerprint)
+    row = insert_validated_key(session, master, name=name, api_key=api_key, priority=priority,
+                               group_label=group_label, key_fingerprint=key_fingerprint)
     write_audit(session, action=Action.KEY_ADDED, key_id=row.id,
                 details={"name": name, "priority": priority, "group": group_label})
     return row
