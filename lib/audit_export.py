@@ -1,53 +1,26 @@
 """Exporting the filtered audit log as CSV or JSON lines, streamed row by row.
 
 Rows come from lib.audit_queries.iter_entries (a server-side cursor), are turned into text
-chunks here, and are written as they come: memory stays flat whatever the size of the log.
-csv_chunks/jsonl_chunks are generic (any header + rows) so other exports can share them.
+chunks (CSV through lib.export.stream_csv, shared with the usage export; JSON lines here) and
+are written as they come: memory stays flat whatever the size of the log.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, BinaryIO, Literal
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, Literal
 
 from sqlalchemy.orm import Session
 
 from lib.audit_queries import AuditEntry, AuditFilter, iter_entries
+from lib.export import stream_csv, write_chunks
 
 Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")
 MIME_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 COLUMNS = ("created_at", "id", "action", "key_id", "key_name", "key_deleted", "user_id",
            "actor", "details")
-# A cell starting with one of these is a formula to Excel / LibreOffice (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_formula(value: str) -> str:
-    """Prefix a quote to a text cell a spreadsheet would run as a formula (OWASP advice)."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
-
-
-def csv_chunks(header: Sequence[str], rows: Iterable[Sequence[Any]], *,
-               rows_per_chunk: int = 500) -> Iterator[str]:
-    """CSV text in chunks: the header, then rows; None is empty, text cells are defused."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    pending = 0
-    for row in rows:
-        writer.writerow(["" if v is None else neutralise_formula(v) if isinstance(v, str) else v
-                         for v in row])
-        pending += 1
-        if pending >= rows_per_chunk:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-            pending = 0
-    yield buffer.getvalue()
 
 
 def jsonl_chunks(records: Iterable[dict[str, Any]], *, rows_per_chunk: int = 500
@@ -88,14 +61,14 @@ def entry_row(entry: AuditEntry) -> list[Any]:
 def entry_chunks(entries: Iterable[AuditEntry], fmt: Format) -> Iterator[str]:
     """Entries as text chunks of the format."""
     if fmt == "csv":
-        return csv_chunks(COLUMNS, (entry_row(e) for e in entries))
+        return stream_csv((entry_row(e) for e in entries), COLUMNS)
     if fmt == "jsonl":
         return jsonl_chunks(entry_record(e) for e in entries)
     raise ValueError(f"unknown export format {fmt!r}")
 
 
-def write_export(session: Session, flt: AuditFilter, fmt: Format, out: BinaryIO) -> int:
-    """Stream the filtered log, newest first, into a binary file; returns the entry count."""
+def write_export(session: Session, flt: AuditFilter, fmt: Format, out: IO[Any]) -> int:
+    """Stream the filtered log, newest first, into a text or binary file; returns the count."""
     count = 0
 
     def counted(entries: Iterable[AuditEntry]) -> Iterator[AuditEntry]:
@@ -104,6 +77,5 @@ def write_export(session: Session, flt: AuditFilter, fmt: Format, out: BinaryIO)
             count += 1
             yield entry
 
-    for chunk in entry_chunks(counted(iter_entries(session, flt)), fmt):
-        out.write(chunk.encode("utf-8"))
+    write_chunks(entry_chunks(counted(iter_entries(session, flt)), fmt), out)
     return count

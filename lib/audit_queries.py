@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from db.models import ApiKey, AuditLog
 from lib.errors import InvalidInput, NotFound
+from lib.export import stream_query
 
 PAGE_SIZES = (25, 50, 100, 200)
 MAX_PAGE_SIZE = 500
@@ -189,9 +190,8 @@ def iter_entries(session: Session, flt: AuditFilter, *,
                  batch_size: int = 2000) -> Iterator[AuditEntry]:
     """The whole filtered set, newest first, read through a server-side cursor in batches."""
     emails = user_directory(session)
-    stmt = (_entries_query(flt).order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
-            .execution_options(stream_results=True, yield_per=batch_size))
-    for row in session.execute(stmt):
+    stmt = _entries_query(flt).order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+    for row in stream_query(session, stmt, batch=batch_size):
         yield _to_entry(row, emails)
 
 
