@@ -72,7 +72,8 @@ def _read_dev_key(path: Path) -> MasterKey:
     return MasterKey.from_base64(path.read_text(encoding="ascii"), source=str(path))
 
 
-def _refuse_weak_key(master: MasterKey, data_dir: Path, source: str) -> None:
+def refuse_weak_key(master: MasterKey, data_dir: Path, source: str) -> None:
+    """Production only: refuse a patterned key or the generated development key."""
     if len(set(master.key)) < MIN_DISTINCT_BYTES:
         raise MasterKeyError(f"{source} is not random enough to be a master key; {GENERATE_HINT}")
     path = data_dir / DEV_KEY_FILENAME
@@ -109,7 +110,7 @@ def load_master_key(
         if value is not None:
             master = MasterKey.from_base64(value, source=f"{MASTER_KEY_ENV} ({source})")
             if not allow_dev_default:
-                _refuse_weak_key(master, data_dir, f"{MASTER_KEY_ENV} ({source})")
+                refuse_weak_key(master, data_dir, f"{MASTER_KEY_ENV} ({source})")
             return master, False
     if not allow_dev_default:
         raise MasterKeyError(

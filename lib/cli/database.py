@@ -21,6 +21,7 @@ COUNTS = {
     "admins": "SELECT count(*) FROM user_profiles WHERE is_admin IS TRUE",
     "audit rows": "SELECT count(*) FROM gemini_key_audit_log",
     "usage stat rows": "SELECT count(*) FROM gemini_key_usage_stats",
+    "master key version": "SELECT max(master_key_version) FROM gemini_master_key_check",
 }
 
 

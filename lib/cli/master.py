@@ -1,0 +1,118 @@
+"""rotate-master-key and generate-master-key. Key material is never printed, only file paths."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import click
+
+from lib.bootstrap import load_settings
+from lib.cli.base import actor_option, cli, cli_session, fail
+from lib.crypto import (
+    MASTER_KEY_ENV,
+    KeyDecryptionError,
+    MasterKey,
+    MasterKeyError,
+    generate_master_key_b64,
+)
+from lib.master_key import load_master_key, refuse_weak_key
+from lib.rotation import new_key_bytes, rotate_master_key, write_key_file
+
+NEW_KEY_ENV = "GEMINI_KEYS_NEW_MASTER_KEY"
+# Hidden test hook: seconds to sleep after each batch, so a test can kill a rotation midway.
+_TEST_DELAY_ENV = "GEMINI_KEYS_ROTATION_TEST_DELAY"
+
+
+def _default_key_path(data_dir: Path) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return data_dir / f"master-key-{stamp}.key"
+
+
+def _new_key_path_option(command):
+    return click.option(
+        "--new-key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+        help="Where to write a generated key (mode 0600, must not exist; "
+             "default: <data dir>/master-key-<UTC time>.key).")(command)
+
+
+@cli.command("generate-master-key")
+@_new_key_path_option
+def generate_master_key(new_key_file: Path | None) -> None:
+    """Write a new random master key to a file readable by you only; print its path."""
+    settings = load_settings()
+    path = write_key_file(new_key_file or _default_key_path(settings.data_dir),
+                          generate_master_key_b64())
+    click.echo(f"new master key written to {path} (mode 0600); the key itself is not shown")
+
+
+def _progress(delay: float):
+    def report(done: int, total: int) -> None:
+        click.echo(f"re-encrypted {done}/{total} keys", err=True)
+        if delay and done < total:
+            time.sleep(delay)
+    return report
+
+
+@cli.command("rotate-master-key")
+@actor_option
+@_new_key_path_option
+def rotate_master_key_command(actor_email: str | None, new_key_file: Path | None) -> None:
+    """Re-encrypt every stored key under a new master key, in one transaction.
+
+    The new key comes from GEMINI_KEYS_NEW_MASTER_KEY, or is generated and written to a file
+    (mode 0600) whose path is printed. A wrong current key (GEMINI_KEYS_MASTER_KEY) changes
+    nothing. If the rotation is interrupted, nothing changes either. Afterwards, restart the
+    app and every pool process with GEMINI_KEYS_MASTER_KEY set to the new key: the old key
+    is refused from then on.
+    """
+    settings = load_settings()
+    current, is_dev = load_master_key(env=settings.values, secrets=None,
+                                      data_dir=settings.data_dir,
+                                      allow_dev_default=not settings.production)
+    given = settings.get(NEW_KEY_ENV)
+    if given:
+        new_b64 = given
+        new = MasterKey.from_base64(given, source=NEW_KEY_ENV)
+        if settings.production:
+            refuse_weak_key(new, settings.data_dir, NEW_KEY_ENV)
+    else:
+        new_b64 = generate_master_key_b64()
+    delay = float(os.environ.get(_TEST_DELAY_ENV) or 0)
+    written: Path | None = None
+    try:
+        with cli_session(actor_email) as session:
+            # Verify the current key and lock before writing any file: a refused rotation
+            # leaves no stray key behind.
+            def progress(done: int, total: int) -> None:
+                nonlocal written
+                if done == 0 and not given:
+                    written = write_key_file(new_key_file or _default_key_path(
+                        settings.data_dir), new_b64)
+                    click.echo(f"new master key written to {written} (mode 0600)", err=True)
+                _progress(delay)(done, total)
+
+            result = rotate_master_key(session, current, new_key_bytes(new_b64),
+                                       progress=progress)
+    except (MasterKeyError, KeyDecryptionError) as error:
+        if written:
+            click.echo(f"the key in {written} was NOT put in use", err=True)
+        fail(f"rotation refused, nothing changed: {error}")
+    except BaseException:
+        if written:
+            click.echo(f"rotation failed, nothing changed; the key in {written} was NOT put "
+                       "in use (keep it until you have checked `python -m lib.cli status`)",
+                       err=True)
+        raise
+    click.echo(f"master key rotated from version {result.old_version} to "
+               f"{result.new_version}: {result.rotated} keys re-encrypted "
+               f"({result.skipped_deleted} deleted keys skipped)")
+    source = f"the file {written}" if written else f"the value of {NEW_KEY_ENV}"
+    click.echo(f"next: set {MASTER_KEY_ENV} to {source} wherever the app and the key pool "
+               "run (Streamlit secrets or environment) and restart them; the old key is "
+               "refused from now on")
+    if is_dev:
+        click.echo(f"(development: replace {settings.data_dir / 'master.key'} with the new "
+                   "key, or set the variable)")
