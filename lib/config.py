@@ -23,6 +23,7 @@ DEFAULTS: dict[str, str] = {
     "GEMINI_KEYS_LOGIN_SLEEP_SECONDS": "0.7",
     "GEMINI_API_BASE_URL": "https://generativelanguage.googleapis.com",
     "GEMINI_KEYS_LOG_LEVEL": "INFO",
+    "GEMINI_KEYS_MIN_USABLE_KEYS": "2",   # Overview alerts when fewer keys are usable
 }
 ENVIRONMENTS = ("development", "production")
 MIN_COOKIE_KEY_BYTES = 32
