@@ -235,6 +235,7 @@ class Change:
     field: str
     before: Any
     after: Any
+    context: bool = False  # a plain value recorded with the entry, not a before → after
 
 
 def describe_details(details: dict[str, Any]) -> list[Change]:
@@ -261,5 +262,26 @@ def describe_details(details: dict[str, Any]) -> list[Change]:
         if isinstance(value, dict) and set(value) <= {"before", "after"} and value:
             changes.append(Change(name, value.get("before"), value.get("after")))
         else:
-            changes.append(Change(name, None, value))
+            changes.append(Change(name, None, value, context=True))
     return changes
+
+
+CONTEXT_FIELDS = {"source", "actor_email"}  # shown in their own columns, not in the summary
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    shown = "—" if value is None else str(value)
+    return shown if len(shown) <= limit else shown[:limit - 1] + "…"
+
+
+def summary(details: dict[str, Any], limit: int = 160) -> str:
+    """One line for the table: "priority: 1 → 5; reason: 429" (context fields left out)."""
+    parts = []
+    for change in describe_details(details):
+        if change.field in CONTEXT_FIELDS:
+            continue
+        if change.context:
+            parts.append(f"{change.field}: {_short(change.after)}")
+        else:
+            parts.append(f"{change.field}: {_short(change.before)} → {_short(change.after)}")
+    return _short("; ".join(parts), limit)

@@ -20,6 +20,7 @@ from lib.audit_queries import (
     key_directory,
     resolve_keys,
     resolve_users,
+    summary,
     user_directory,
 )
 from lib.errors import InvalidInput, NotFound
@@ -231,12 +232,22 @@ def test_day_range_includes_the_last_day():
     ({"before": {"name": "a", "priority": 1}, "after": {"name": "b"}},
      [Change("name", "a", "b"), Change("priority", 1, None)]),
     ({"name": {"before": "a", "after": "b"}, "source": "app"},
-     [Change("name", "a", "b"), Change("source", None, "app")]),
+     [Change("name", "a", "b"), Change("source", None, "app", True)]),
     ({"changes": {"is_active": {"before": True, "after": False}}},
      [Change("is_active", True, False)]),
     ({"before": 1, "after": 2}, [Change("value", 1, 2)]),
-    ({"reason": "429"}, [Change("reason", None, "429")]),
+    ({"reason": "429"}, [Change("reason", None, "429", True)]),
     ({}, []),
 ])
 def test_describe_details_reads_before_and_after(details, expected):
     assert describe_details(details) == expected
+
+
+@pytest.mark.parametrize("details, expected", [
+    ({"name": "k", "before": {"priority": 1}, "after": {"priority": 5}, "source": "app",
+      "actor_email": "a@example.com"}, "priority: 1 → 5; name: k"),
+    ({"reason": None, "group": {"before": None, "after": "p1"}}, "reason: —; group: — → p1"),
+    ({"error": "x" * 100}, "error: " + "x" * 39 + "…"),
+])
+def test_summary_is_one_readable_line_without_context_fields(details, expected):
+    assert summary(details) == expected
