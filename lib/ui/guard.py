@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import streamlit as st
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+from streamlit.errors import StreamlitAPIException
 
 from db.session import Actor, session_scope
 from lib.runtime import Runtime
 from lib.ui.runtime import get_runtime
 
+MAIN_SCRIPT = "app.py"
 SESSION_USER = "gk_user"  # {"id": "<uuid>", "email": "..."} once signed in
 
 
@@ -46,13 +48,28 @@ def is_admin_now(runtime: Runtime, actor: Actor) -> bool:
 
 
 def require_admin() -> AdminContext:
-    """Return the admin context, or show why not and stop the script."""
+    """Return the admin context, or show the sign-in / no-access page and stop the script.
+
+    Normally app.py's navigation never routes a non-admin to a page file. But on a freshly
+    started server, Streamlit serves pages/<name>.py by URL (the old automatic routing) until
+    some session has run app.py; then this guard is the only gate.
+    """
+    from lib.ui.signin import render_no_access, render_sign_in  # it imports this module
+
     actor = signed_in_actor()
     if actor is None:
-        st.info("Please sign in to continue.")
+        _switch_to_app()
+        render_sign_in()
         st.stop()
     runtime = get_runtime()
     if not is_admin_now(runtime, actor):
-        st.error("You don't have access to this page. Ask an admin to grant you access.")
+        render_no_access()
         st.stop()
     return AdminContext(actor, runtime)
+
+
+def _switch_to_app() -> None:
+    """Under the old automatic routing, run app.py instead (it routes to the sign-in page and
+    takes the server over to st.navigation). Elsewhere (AppTest of one page) do nothing."""
+    with suppress(StreamlitAPIException):
+        st.switch_page(MAIN_SCRIPT)

@@ -7,6 +7,7 @@ import os
 import streamlit as st
 
 from lib.runtime import Runtime, build_runtime
+from lib.signin import CookieSettings, load_cookie_settings
 
 
 def streamlit_secrets() -> dict[str, str]:
@@ -27,3 +28,13 @@ def _runtime(database_url: str) -> Runtime:
 
 def get_runtime() -> Runtime:
     return _runtime(os.environ.get("DATABASE_URL", ""))
+
+
+@st.cache_resource(show_spinner=False)
+def _cookie_settings(database_url: str, _runtime: Runtime) -> CookieSettings:
+    return load_cookie_settings(_runtime.settings)
+
+
+def get_cookie_settings(runtime: Runtime) -> CookieSettings:
+    """Cookie name, signing key (a dev key is generated once), expiry, login sleep."""
+    return _cookie_settings(os.environ.get("DATABASE_URL", ""), runtime)

@@ -1,35 +1,155 @@
-"""The sign-in and no-access pages (replaced by streamlit-authenticator in the auth issue)."""
+"""Sign-in, sign-out and the no-access page.
+
+Our form checks the password through lib.signin (throttled, recorded, audited);
+streamlit-authenticator signs, sets, reads and deletes the remember-me cookie. A cookie write
+is a browser-side component, so it is re-rendered on every run until the browser reports it
+done: a rerun right after signing in or out cannot drop it.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
+
 import streamlit as st
+import streamlit_authenticator as stauth
 
 from db.session import Actor, session_scope
-from lib.ui.guard import SESSION_USER
-from lib.ui.runtime import get_runtime
-from lib.users import find_user, password_matches
+from lib.errors import GeminiKeysError
+from lib.runtime import Runtime
+from lib.signin import sign_in
+from lib.ui.guard import SESSION_USER, signed_in_actor
+from lib.ui.runtime import get_cookie_settings, get_runtime
+from lib.users import admin_exists, find_user, sign_in_credentials
+
+log = logging.getLogger("gemini_keys.ui")
+
+# streamlit-authenticator's session keys; "logout" = True makes it ignore the cookie.
+AUTH_STATE = ("name", "authentication_status", "username", "email", "roles")
+COOKIE_OP = "gk_cookie_op"  # "set" | "delete" until the browser confirms (the component's key)
+EMAIL_KEY, PASSWORD_KEY, ERROR_KEY = "gk_sign_in_email", "gk_sign_in_password", "gk_sign_in_error"
+FIRST_RUN_HELP = (
+    "**No admin exists yet.** Create the first one on the server, then sign in here:\n\n"
+    "```\npython -m lib.cli create-user --email you@example.com --admin --password-stdin\n```\n"
+    "The command reads the password from stdin (a hidden prompt on a terminal).")
+
+
+def _authenticator(runtime: Runtime, credentials: dict[str, dict[str, str]]
+                   ) -> stauth.Authenticate:
+    cookie = get_cookie_settings(runtime)
+    return stauth.Authenticate({"usernames": credentials}, cookie.name, cookie.key,
+                               cookie.expiry_days, auto_hash=False,
+                               login_sleep_time=cookie.login_sleep_seconds)
+
+
+def current_actor(runtime: Runtime) -> Actor | None:
+    """Who is signed in; app.py calls this once per run, before building the navigation.
+
+    Also finishes a pending cookie write, and signs a new browser session in from a valid
+    cookie (the authenticator checks its signature and expiry; the user must still exist).
+    """
+    actor = signed_in_actor()
+    restore = actor is None and not st.session_state.get("logout")
+    credentials: dict[str, dict[str, str]] = {}
+    if restore:
+        with session_scope(Actor.service("app"), engine=runtime.engine) as session:
+            credentials = sign_in_credentials(session)
+    authenticator = _authenticator(runtime, credentials)
+    _sync_cookie(authenticator)
+    if not restore:
+        return actor
+    try:
+        authenticator.login(location="unrendered")
+    except stauth.LoginError:  # a validly signed cookie for a user who no longer exists
+        sign_out()
+        return None
+    email = st.session_state.get("username")
+    if not (st.session_state.get("authentication_status") and email):
+        return None
+    with session_scope(Actor.service("app"), engine=runtime.engine) as session:
+        user = find_user(session, email)
+    if user is None:
+        sign_out()
+        return None
+    st.session_state[SESSION_USER] = {"id": str(user.id), "email": email}
+    return Actor.user(user.id, email)
+
+
+def _sync_cookie(authenticator: stauth.Authenticate) -> None:
+    op = st.session_state.get(COOKIE_OP)
+    if op not in ("set", "delete"):
+        return
+    if st.session_state.get(op) is True:  # the cookie component reported back: done
+        del st.session_state[COOKIE_OP]
+    elif op == "set":
+        authenticator.cookie_controller.set_cookie()
+    else:
+        authenticator.cookie_controller.delete_cookie()
+
+
+def _complete_sign_in(user_id: uuid.UUID, email: str) -> None:
+    st.session_state[SESSION_USER] = {"id": str(user_id), "email": email}
+    st.session_state.update(name=email, username=email, email=email, roles=None,
+                            authentication_status=True, logout=None)
+    if get_cookie_settings(get_runtime()).expiry_days > 0:
+        st.session_state[COOKIE_OP] = "set"
+
+
+def _submit_sign_in() -> None:
+    """Form callback: runs before the next script run, so that run already has the user."""
+    email = st.session_state.get(EMAIL_KEY, "")
+    password = st.session_state.get(PASSWORD_KEY, "")
+    st.session_state[PASSWORD_KEY] = ""  # never kept in the session
+    try:
+        with session_scope(Actor.service("app"), engine=get_runtime().engine) as session:
+            result = sign_in(session, email, password)
+    except GeminiKeysError as error:
+        st.session_state[ERROR_KEY] = str(error)
+        return
+    except Exception:
+        log.exception("sign-in failed unexpectedly")
+        st.session_state[ERROR_KEY] = "Signing in is not possible right now; try again later."
+        return
+    if not result.ok:
+        st.session_state[ERROR_KEY] = result.message
+        return
+    _complete_sign_in(result.user_id, result.email)
+
+
+def sign_out() -> None:
+    """Forget the user in this session and delete the cookie (also a button callback)."""
+    st.session_state.pop(SESSION_USER, None)
+    for key in AUTH_STATE:
+        st.session_state[key] = None
+    st.session_state["logout"] = True
+    st.session_state[COOKIE_OP] = "delete"
 
 
 def render_sign_in() -> None:
     st.title("Gemini Key Manager")
-    with st.form("sign_in"):
-        email = st.text_input("Email")
-        password = st.text_input("Password", type="password")
-        submitted = st.form_submit_button("Sign in")
-    if submitted:
-        with session_scope(Actor.service("app"), engine=get_runtime().engine) as session:
-            user = find_user(session, email.strip())
-            ok = user is not None and password_matches(password, user.encrypted_password)
-            if ok:
-                st.session_state[SESSION_USER] = {"id": str(user.id), "email": user.email}
-        if ok:
-            st.rerun()
-        st.error("Email or password is incorrect.")
+    with session_scope(Actor.service("app"), engine=get_runtime().engine) as session:
+        has_admin = admin_exists(session)
+    if not has_admin:
+        st.info(FIRST_RUN_HELP)
+    with st.form("gk_sign_in"):
+        st.subheader("Sign in")
+        st.text_input("Email", key=EMAIL_KEY, autocomplete="username")
+        st.text_input("Password", type="password", key=PASSWORD_KEY,
+                      autocomplete="current-password")
+        st.form_submit_button("Sign in", type="primary", on_click=_submit_sign_in)
+    error = st.session_state.pop(ERROR_KEY, None)
+    if error:
+        st.error(error)
+
+
+def sign_out_button(key: str) -> None:
+    st.button("Sign out", key=key, on_click=sign_out)
 
 
 def render_no_access() -> None:
+    actor = signed_in_actor()
     st.title("No access")
-    st.write("You are signed in, but you are not an admin. Ask an admin to grant you access.")
-    if st.button("Sign out"):
-        st.session_state.pop(SESSION_USER, None)
-        st.rerun()
+    who = f" as **{actor.email}**" if actor and actor.email else ""
+    st.write(f"You are signed in{who}, but this account is not an admin of the Gemini Key "
+             "Manager. Ask one of its admins to grant you access, then reload this page.")
+    sign_out_button("gk_sign_out_no_access")
