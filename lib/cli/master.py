@@ -99,7 +99,12 @@ def rotate_master_key_command(actor_email: str | None, new_key_file: Path | None
     except (MasterKeyError, KeyDecryptionError) as error:
         if written:
             click.echo(f"the key in {written} was NOT put in use", err=True)
-        fail(f"rotation refused, nothing changed: {error}")
+        hint = ""
+        if isinstance(error, KeyDecryptionError) and not isinstance(error, MasterKeyError):
+            # One corrupted row must not be silently dropped: the operator decides.
+            hint = (f"; if only this key is damaged, delete it (python -m lib.cli delete-key "
+                    f"{error.key_id} --yes), re-add it from its source, and rotate again")
+        fail(f"rotation refused, nothing changed: {error}{hint}")
     except BaseException:
         if written:
             click.echo(f"rotation failed, nothing changed; the key in {written} was NOT put "
