@@ -40,7 +40,7 @@ def stream_query(session: Session, stmt: Executable | str,
         stmt = text(stmt)
     result = session.execute(stmt, params or {}, execution_options={"yield_per": batch})
     try:
-        for partition in result.partitions():
+        for partition in result.partitions(batch):
             yield from partition
     finally:
         result.close()

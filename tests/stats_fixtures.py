@@ -42,3 +42,15 @@ INSERT INTO gemini_key_usage_stats (key_id, date, request_count, success_count, 
 VALUES (:key_id, :date, :req, :ok, :fail, :rl, :latency)"""), {
         "key_id": key_id, "date": date, "req": ok + fail + rl, "ok": ok, "fail": fail,
         "rl": rl, "latency": latency})
+
+
+def insert_stats(session: Session, rows: list[tuple]) -> None:
+    """Many (key_id, date, ok, fail, rl, latency) rows in one multi-row INSERT."""
+    from sqlalchemy import insert
+
+    from db.models import UsageStat
+
+    session.execute(insert(UsageStat), [
+        {"key_id": k, "date": d, "request_count": ok + fail + rl, "success_count": ok,
+         "failure_count": fail, "rate_limit_count": rl, "avg_response_time": latency}
+        for k, d, ok, fail, rl, latency in rows])
