@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg2 import errors as pg_errors
+import psycopg2
+import psycopg2.extensions
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -52,8 +53,8 @@ from lib.pool_policy import (
     to_gemini_error,
 )
 
-__all__ = ["KeyPool", "Lease", "NoKeyAvailable", "KeyDecryptionError", "FailurePolicy",
-           "POOL_ACTOR", "pool_status"]
+__all__ = ["ACQUIRE_SQL", "FailurePolicy", "KeyDecryptionError", "KeyPool", "Lease",
+           "NoKeyAvailable", "POOL_ACTOR", "pool_status"]
 
 log = logging.getLogger("gemini_keys.pool")
 POOL_ACTOR = Actor.service("pool")
@@ -108,6 +109,7 @@ WITH stats AS (
 SELECT stats.request_count, (SELECT consecutive_failures FROM k) FROM stats
 """,
 }
+ACQUIRE_SQL = _STATEMENTS["gk_pool_acquire"]
 _PARAM_TYPES = {"gk_pool_record": "(uuid, int, int, int, float8, int)"}
 _ARGS = {"gk_pool_record": "(%s, %s, %s, %s, %s, %s)"}
 _SERVICE = "SET LOCAL ROLE service_role; SET LOCAL synchronous_commit = off; "
@@ -117,7 +119,6 @@ SELECT count(*),
        min(cooldown_until) FILTER (WHERE cooldown_until > {_NOW})
   FROM gemini_api_keys WHERE is_active IS TRUE AND archived_at IS NULL AND deleted_at IS NULL
 """
-_PREPARED = "gk_pool_prepared"
 
 
 class NoKeyAvailable(GeminiKeysError):
@@ -161,6 +162,71 @@ class Lease:
     recorded: bool = field(default=False, repr=False)
 
 
+class _Connections:
+    """A few autocommit connections kept for the pool's one-round-trip statements.
+
+    Taken from the engine (so db/ still makes every connection) and detached from its
+    pool: no pre-ping and no isolation-level switch per call, which would cost more round
+    trips than the statement itself. A connection that fails is closed, never reused; an
+    idle one found dead is replaced once (the statement never reached the server).
+    """
+
+    def __init__(self, engine: Engine, keep: int = 8) -> None:
+        self._engine = engine
+        self._keep = keep
+        self._idle: list[tuple[Any, set[str]]] = []
+        self._lock = threading.Lock()
+
+    def _new(self) -> tuple[Any, set[str]]:
+        fairy = self._engine.raw_connection()
+        fairy.detach()
+        connection = fairy.dbapi_connection
+        connection.autocommit = True
+        return connection, set()
+
+    @contextmanager
+    def get(self) -> Iterator[tuple[Any, set[str]]]:
+        with self._lock:
+            entry = self._idle.pop() if self._idle else None
+        if entry is not None and entry[0].closed:
+            entry = None
+        stale_possible = entry is not None
+        entry = entry or self._new()
+        try:
+            yield entry
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            entry[0].close()
+            if not stale_possible:
+                raise
+            # One retry on a fresh connection belongs to the caller; see KeyPool._execute.
+            raise _StaleConnection from None
+        except BaseException:
+            if entry[0].closed or entry[0].status != psycopg2.extensions.STATUS_READY:
+                entry[0].close()
+            else:
+                self._put(entry)
+            raise
+        else:
+            self._put(entry)
+
+    def _put(self, entry: tuple[Any, set[str]]) -> None:
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(entry)
+                return
+        entry[0].close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection, _ in idle:
+            connection.close()
+
+
+class _StaleConnection(Exception):
+    """An idle connection had died (server restart, idle timeout)."""
+
+
 class KeyPool:
     """Thread-safe; share one per process. Connects as the service identity, not a user."""
 
@@ -178,21 +244,23 @@ class KeyPool:
         self.engine: Engine = engine
         self._master = master_key
         self.policy = policy or DEFAULT_POLICY
-        self._prepare_lock = threading.Lock()
+        self._connections = _Connections(engine)
 
     def __repr__(self) -> str:
         return f"KeyPool({self.engine.url.render_as_string(hide_password=True)!r})"
 
     # -- one round trip ----------------------------------------------------------------------
 
-    def _execute(self, name: str, params: tuple = ()) -> list[tuple]:
-        """Run a prepared statement as service_role in its own short transaction."""
+    def _execute(self, name: str | None, params: tuple = ()) -> list[tuple]:
+        """Run a prepared statement as service_role in its own short transaction (one
+        round trip); name None runs the baseline SELECT 1 the same way."""
         for attempt in (1, 2):
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                dbapi = conn.connection
-                prepared: set[str] = dbapi.info.setdefault(_PREPARED, set())
-                cursor = dbapi.cursor()
-                try:
+            try:
+                with self._connections.get() as (connection, prepared), \
+                        connection.cursor() as cursor:
+                    if name is None:
+                        cursor.execute("SELECT 1")
+                        return cursor.fetchall()
                     if name not in prepared:
                         cursor.execute(f"PREPARE {name}{_PARAM_TYPES.get(name, '')} AS "
                                        + _STATEMENTS[name])
@@ -201,24 +269,18 @@ class KeyPool:
                     # so SET LOCAL applies to the EXECUTE and ends with it.
                     cursor.execute(_SERVICE + f"EXECUTE {name}{_ARGS.get(name, '')}", params)
                     return cursor.fetchall()
-                except pg_errors.InvalidSqlStatementName:
-                    # Someone ran DISCARD/DEALLOCATE on this connection: prepare again.
-                    prepared.clear()
-                    if attempt == 2:
-                        raise
-                finally:
-                    cursor.close()
+            except _StaleConnection:
+                if attempt == 2:
+                    raise psycopg2.OperationalError("lost the database connection") from None
         raise AssertionError("unreachable")
 
     def ping(self) -> None:
-        """The baseline for the benchmark: SELECT 1 through exactly the same path."""
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            cursor = conn.connection.cursor()
-            try:
-                cursor.execute("SELECT 1")
-                cursor.fetchall()
-            finally:
-                cursor.close()
+        """The benchmark's baseline: SELECT 1 through exactly the same connections."""
+        self._execute(None)
+
+    def close(self) -> None:
+        """Close the connections this pool keeps (it opens new ones if used again)."""
+        self._connections.close()
 
     # -- acquire -----------------------------------------------------------------------------
 
