@@ -110,6 +110,10 @@ def check_production_secrets(settings: Settings) -> None:
     if looks_like_placeholder(cookie):
         raise ConfigurationError(
             "GEMINI_KEYS_COOKIE_KEY looks like a placeholder, not random bytes")
+    if cookie in _dev_secret_files(settings):
+        raise ConfigurationError(
+            "GEMINI_KEYS_COOKIE_KEY is a generated DEVELOPMENT key from the data directory; "
+            "production needs its own")
     if cookie == master:
         raise ConfigurationError(
             "GEMINI_KEYS_COOKIE_KEY must differ from GEMINI_KEYS_MASTER_KEY (one secret, "
@@ -119,3 +123,14 @@ def check_production_secrets(settings: Settings) -> None:
         raise ConfigurationError(
             "DATABASE_URL still holds the example's placeholders (PASSWORD / PROJECT): "
             "paste the connection string from your database provider")
+
+
+def _dev_secret_files(settings: Settings) -> set[str]:
+    """Contents of the development key files (master.key, cookie.key) under the data dir."""
+    found = set()
+    for name in ("master.key", "cookie.key"):
+        try:
+            found.add((settings.data_dir / name).read_text(encoding="ascii").strip())
+        except (OSError, UnicodeDecodeError):
+            continue
+    return found

@@ -188,6 +188,24 @@ def test_production_refuses_the_generated_development_key(tmp_path):
                     data_dir=tmp_path, allow_dev_default=True)
 
 
+def test_production_refuses_the_generated_development_cookie_key(tmp_path):
+    dev_cookie = secrets.token_urlsafe(48)
+    (tmp_path / "cookie.key").write_text(dev_cookie + "\n")
+    env = production(GEMINI_KEYS_COOKIE_KEY=dev_cookie, GEMINI_KEYS_DATA_DIR=str(tmp_path))
+    with pytest.raises(ConfigurationError, match="DEVELOPMENT key") as info:
+        check_production_secrets(Settings.load(env))
+    assert dev_cookie not in str(info.value)
+
+
+def test_streamlit_config_hides_errors_toolbar_and_usage_stats():
+    import tomllib
+
+    config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["showErrorDetails"] in ("none", False)
+    assert config["client"]["toolbarMode"] == "viewer"
+    assert config["browser"]["gatherUsageStats"] is False
+
+
 def test_production_never_falls_back_to_a_generated_key(tmp_path):
     with pytest.raises(MasterKeyError, match="no master key configured"):
         load_master_key(env={}, secrets=None, data_dir=tmp_path, allow_dev_default=False)
