@@ -33,7 +33,7 @@ class Action(StrEnum):
     USER_CREATED = "user_created"
     ADMIN_GRANTED = "admin_granted"
     ADMIN_REVOKED = "admin_revoked"
-    PASSWORD_RESET = "password_reset"
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - an audit verb, not a secret
     SIGN_IN_FAILED = "sign_in_failed"
     ACCOUNT_LOCKED = "account_locked"
 

@@ -21,6 +21,7 @@ DEFAULTS: dict[str, str] = {
     "GEMINI_KEYS_COOKIE_KEY": "",         # >= 32 random bytes, signs the sign-in cookie
     "GEMINI_KEYS_COOKIE_EXPIRY_DAYS": "1",
     "GEMINI_KEYS_LOGIN_SLEEP_SECONDS": "0.7",
+    "GEMINI_KEYS_BCRYPT_ROUNDS": "12",    # cost of new password hashes (10-16 in production)
     "GEMINI_API_BASE_URL": "https://generativelanguage.googleapis.com",
     "GEMINI_KEYS_LOG_LEVEL": "INFO",
     "GEMINI_KEYS_MIN_USABLE_KEYS": "2",   # Overview alerts when fewer keys are usable

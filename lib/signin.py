@@ -26,7 +26,7 @@ from db.models import AuthUser, SignInAttempt
 from lib.audit import Action, write_audit
 from lib.config import MIN_COOKIE_KEY_BYTES, Settings, looks_like_placeholder
 from lib.errors import ConfigurationError, InvalidInput
-from lib.users import find_user, normalise_email, password_matches
+from lib.users import bcrypt_rounds, find_user, normalise_email, password_matches
 
 log = logging.getLogger("gemini_keys")
 
@@ -61,9 +61,9 @@ class SignInResult:
 
 
 @functools.cache
-def _dummy_hash() -> str:
+def _dummy_hash(rounds: int) -> str:
     # Checked against for unknown emails, so they cost as much time as a wrong password.
-    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt()).decode()
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds)).decode()
 
 
 def db_now(session: Session) -> dt.datetime:
@@ -126,7 +126,8 @@ def sign_in(session: Session, email: str, password: str, *, now: dt.datetime | N
         return SignInResult(email, locked_until=until, message=lock_message(until, now))
 
     user = find_user(session, email)
-    matched = password_matches(password, user.encrypted_password if user else _dummy_hash())
+    stored = user.encrypted_password if user else _dummy_hash(bcrypt_rounds())
+    matched = password_matches(password, stored)
     ok = user is not None and matched
     session.add(SignInAttempt(email=email, succeeded=ok, attempted_at=now))
     session.flush()

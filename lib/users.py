@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from db.models import AuthUser, SignInAttempt, UserProfile
 from db.session import Actor, actor_of, apply_actor
 from lib.audit import Action, write_audit
-from lib.errors import Forbidden, InvalidInput, NotFound
+from lib.config import Settings
+from lib.errors import ConfigurationError, Forbidden, InvalidInput, NotFound
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 MIN_PASSWORD_LENGTH = 12
@@ -45,8 +46,23 @@ def check_password_strength(password: str) -> None:
         raise InvalidInput("The password is too easy to guess; choose a longer, varied one.")
 
 
+def bcrypt_rounds() -> int:
+    """GEMINI_KEYS_BCRYPT_ROUNDS: 4-16 (tests use 4), at least 10 in production."""
+    settings = Settings.load()
+    raw = settings.get("GEMINI_KEYS_BCRYPT_ROUNDS")
+    minimum = 10 if settings.production else 4
+    try:
+        rounds = int(raw)
+    except ValueError:
+        rounds = -1
+    if not minimum <= rounds <= 16:
+        raise ConfigurationError(f"GEMINI_KEYS_BCRYPT_ROUNDS must be a whole number from "
+                                 f"{minimum} to 16 (got {raw[:10]!r})")
+    return rounds
+
+
 def hash_password(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(bcrypt_rounds())).decode()
 
 
 def password_matches(password: str, password_hash: str | None) -> bool:

@@ -111,6 +111,7 @@ def db(pg_server: TestDatabase, monkeypatch, tmp_path) -> TestDatabase:
     monkeypatch.setenv("GEMINI_KEYS_MASTER_KEY", TEST_MASTER_KEY)
     monkeypatch.setenv("GEMINI_KEYS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("GEMINI_KEYS_LOGIN_SLEEP_SECONDS", "0")
+    monkeypatch.setenv("GEMINI_KEYS_BCRYPT_ROUNDS", "4")  # fast hashes; production needs >= 10
     return pg_server
 
 
