@@ -173,17 +173,60 @@ def totals_with_previous(session: Session, f: StatsFilter) -> tuple[Totals, Tota
 
 def daily_totals(session: Session, f: StatsFilter) -> list[DayRow]:
     """One row per day of the range (zeros on days without traffic)."""
+    return [day for day, _ in _daily_parts(session, f)]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the Analytics page shows on top: the daily series and the KPI totals."""
+
+    days: list[DayRow]
+    current: Totals
+    previous: Totals
+
+
+def summary(session: Session, f: StatsFilter) -> Summary:
+    """Daily rows of the range and totals of the range and of the period before it.
+
+    One SQL scan grouped by day over both periods; the day sums (at most 2 × 3,660 rows, not
+    raw stats rows) are then added up here, latency through its exact numerator/denominator.
+    """
+    prev = f.previous()
+    parts = _daily_parts(session, replace(f, start=prev.start))
+    current = [p for p in parts if p[0].day >= f.start]
+    return Summary([d for d, _ in current], _sum_parts(current),
+                   _sum_parts([p for p in parts if p[0].day < f.start]))
+
+
+def _daily_parts(session: Session, f: StatsFilter) -> list[tuple[DayRow, tuple[float, int]]]:
+    """Per day: the DayRow and its latency numerator/denominator (for exact re-weighting)."""
     source, params = stats_source(f)
+    lat = "s.avg_response_time IS NOT NULL AND s.request_count > 0"
     sql = f"""
-WITH agg AS (SELECT s.date AS day, {SUMS} {source} GROUP BY s.date)
+WITH agg AS (
+  SELECT s.date AS day, {SUMS},
+         sum(s.avg_response_time * s.request_count) FILTER (WHERE {lat}) AS lat_num,
+         sum(s.request_count) FILTER (WHERE {lat}) AS lat_den
+  {source} GROUP BY s.date)
 SELECT d.day::date AS day,
        coalesce(agg.requests, 0) AS requests, coalesce(agg.successes, 0) AS successes,
        coalesce(agg.failures, 0) AS failures, coalesce(agg.rate_limited, 0) AS rate_limited,
-       agg.avg_latency_ms
+       agg.avg_latency_ms, coalesce(agg.lat_num, 0) AS lat_num, coalesce(agg.lat_den, 0) AS lat_den
 FROM generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS d(day)
 LEFT JOIN agg ON agg.day = d.day::date
 ORDER BY d.day"""
-    return [DayRow(day=r.day, **_totals(r)) for r in session.execute(text(sql), params)]
+    return [(DayRow(day=r.day, **_totals(r)), (float(r.lat_num), int(r.lat_den)))
+            for r in session.execute(text(sql), params)]
+
+
+def _sum_parts(parts: list[tuple[DayRow, tuple[float, int]]]) -> Totals:
+    numerator = sum(n for _, (n, _) in parts)
+    denominator = sum(d for _, (_, d) in parts)
+    return Totals(requests=sum(d.requests for d, _ in parts),
+                  successes=sum(d.successes for d, _ in parts),
+                  failures=sum(d.failures for d, _ in parts),
+                  rate_limited=sum(d.rate_limited for d, _ in parts),
+                  avg_latency_ms=numerator / denominator if denominator else None)
 
 
 SORTS: dict[str, str] = {
@@ -238,12 +281,17 @@ def key_day_matrix(session: Session, f: StatsFilter, key_ids: Sequence[uuid.UUID
         raise InvalidInput(f"unknown metric {metric!r}")
     if not key_ids:
         return []
+    # The CTE's explicit filter lets PostgreSQL use the (key_id, date) index; joined straight
+    # to the grid, the planner hashed the whole table.
     sql = f"""
+WITH s AS MATERIALIZED (
+  SELECT * FROM gemini_key_usage_stats
+  WHERE key_id = ANY(CAST(:ids AS uuid[])) AND date BETWEEN :start AND :end)
 SELECT kid AS key_id, d.day::date AS day, {expressions[metric]} AS value
-FROM unnest(CAST(:ids AS uuid[])) AS kid
+FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS u(kid, n)
 CROSS JOIN generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS d(day)
-LEFT JOIN gemini_key_usage_stats s ON s.key_id = kid AND s.date = d.day::date
-ORDER BY kid, d.day"""
+LEFT JOIN s ON s.key_id = u.kid AND s.date = d.day::date
+ORDER BY u.n, d.day"""
     rows = session.execute(text(sql), {"ids": [str(k) for k in key_ids],
                                        "start": f.start, "end": f.end})
     return [(r.key_id, r.day, r.value) for r in rows]

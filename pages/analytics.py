@@ -25,8 +25,8 @@ if flt is None:
     st.stop()
 
 with ctx.session() as session:
-    current, previous = stats.totals_with_previous(session, flt)
-    days = stats.daily_totals(session, flt) if current.requests else []
+    top = stats.summary(session, flt)
+current, previous, days = top.current, top.previous, top.days
 
 st.caption(f"{flt.start} to {flt.end} (UTC days). Average latency is weighted by requests.")
 kpi_tiles(current, previous, flt.days)
@@ -82,11 +82,10 @@ if drill is not None:
 
     key_filter = replace(flt, key_ids=(drill,), group=None, include_archived=True)
     with ctx.session() as session:
-        key_now, key_before = stats.totals_with_previous(session, key_filter)
-        key_days = stats.daily_totals(session, key_filter)
-    kpi_tiles(key_now, key_before, flt.days)
-    chart(charts.outcomes_figure(key_days), "an_key_outcomes")
-    chart(charts.latency_figure(key_days), "an_key_latency")
+        one = stats.summary(session, key_filter)
+    kpi_tiles(one.current, one.previous, flt.days)
+    chart(charts.outcomes_figure(one.days), "an_key_outcomes")
+    chart(charts.latency_figure(one.days), "an_key_latency")
 
 st.subheader("Export")
 per = st.radio("Rows", ["key-day", "day"], horizontal=True, key="an_per",

@@ -14,6 +14,7 @@ from lib.stats import (
     daily_totals,
     key_day_matrix,
     per_key_totals,
+    summary,
     totals,
     totals_with_previous,
 )
@@ -146,3 +147,17 @@ def test_filter_rejects_reversed_or_huge_ranges(start, end):
 def test_unknown_sort_is_refused(db, keys, admin_actor):
     with pytest.raises(InvalidInput):
         read(db, admin_actor, per_key_totals, RANGE, sort="name; drop table x")
+
+
+@pytest.mark.parametrize("f", [RANGE, StatsFilter(day(0), day(1)), StatsFilter(day(2), day(2)),
+                               StatsFilter(day(-3), day(3), include_archived=False)])
+def test_summary_agrees_with_the_separate_queries(db, keys, admin_actor, f):
+    with session_scope(admin_actor, engine=db.engine) as s:
+        got = summary(s, f)
+        current, previous = totals_with_previous(s, f)
+        days = daily_totals(s, f)
+    assert got.days == days
+    for mine, theirs in ((got.current, current), (got.previous, previous)):
+        assert (mine.requests, mine.successes, mine.failures, mine.rate_limited) == (
+            theirs.requests, theirs.successes, theirs.failures, theirs.rate_limited)
+        assert mine.avg_latency_ms == pytest.approx(theirs.avg_latency_ms)

@@ -1,0 +1,181 @@
+"""Analytics page at 500 keys × 365 days of stats vs the same page at 10 keys × 30 days.
+
+`python -m bench.bench_analytics [--quick]`. Creates throw-away databases on the configured
+server (DATABASE_URL's, else the embedded one): encrypted fake keys through one executemany
+(lib.demo.bulk_demo_keys), daily stats through one INSERT … SELECT generate_series, then
+VACUUM ANALYZE. Renders pages/analytics.py under AppTest as a signed-in admin (default view:
+last 30 days, all keys, top 20 compared) and checks that the KPIs and the four charts are
+there. Extra rows (aim: info): the 365-day preset, the queries alone, and 5,000 keys × 365
+days (1,825,000 rows; skipped with --quick). Databases are dropped at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from db.engine import REPO_ROOT, dispose_engines, get_engine, resolve_database_url
+from db.migrate import upgrade
+from db.session import Actor, session_scope
+
+PAGE = str(REPO_ROOT / "pages" / "analytics.py")
+AIM = "≤ 1.5×, < 1 s"
+ADMIN = Actor.user(uuid.UUID("00000000-0000-0000-0000-0000000000a1"), "bench@example.com")
+
+SEED_ADMIN = """
+INSERT INTO auth.users (id, email) VALUES (:id, :email);
+INSERT INTO user_profiles (user_id, is_admin) VALUES (:id, true);
+"""
+# Weekly rhythm and noise; volatile random() in a sub-select so every row draws its own.
+SEED_STATS = """
+INSERT INTO gemini_key_usage_stats (key_id, date, request_count, success_count, failure_count,
+                                    rate_limit_count, avg_response_time)
+SELECT key_id, day, req, req - f - rl, f, rl, lat FROM (
+  SELECT key_id, day, req, (req * random() * 0.04)::int AS f, (req * random() * 0.03)::int AS rl,
+         150 + random() * 700 AS lat
+  FROM (SELECT k.id AS key_id, d::date AS day,
+               (CASE WHEN extract(isodow FROM d) > 5 THEN 0.5 ELSE 1 END
+                * (20 + random() * 400))::int AS req
+        FROM gemini_api_keys k
+        CROSS JOIN generate_series(current_date - (:days - 1), current_date, interval '1 day')
+          AS d) g) x
+"""
+
+
+def server_admin_url() -> str:
+    return resolve_database_url({k: v for k, v in os.environ.items()
+                                 if k in ("DATABASE_URL", "GEMINI_KEYS_DATA_DIR")})
+
+
+@contextmanager
+def bench_database(keys: int, days: int) -> Iterator[str]:
+    """A migrated database with `keys` encrypted keys × `days` days of stats; dropped after."""
+    from lib.demo import bulk_demo_keys
+    from lib.runtime import build_runtime
+
+    base = server_admin_url()
+    name = f"gk_bench_analytics_{keys}_{days}_{os.getpid()}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        engine = get_engine(url)
+        upgrade(engine)
+        os.environ["DATABASE_URL"] = url
+        runtime = build_runtime()
+        with session_scope(Actor.service("system"), engine=engine) as session:
+            bulk_demo_keys(session, runtime.master_key, keys)
+        with engine.begin() as connection:
+            for statement in SEED_ADMIN.strip().split(";\n"):
+                connection.execute(text(statement), {"id": ADMIN.user_id, "email": ADMIN.email})
+            connection.execute(text(SEED_STATS), {"days": days})
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))  # what autovacuum does after a load
+        yield url
+    finally:
+        dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def render(url: str, preset: str = "30 days") -> float:
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["DATABASE_URL"] = url
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["gk_user"] = {"id": str(ADMIN.user_id), "email": ADMIN.email}
+    at.session_state["an_range"] = preset
+    started = time.perf_counter()
+    at.run()
+    elapsed = time.perf_counter() - started
+    if at.exception or len(at.get("plotly_chart")) != 4 or not at.metric:
+        shown = [e.value for e in (*at.exception, *at.error, *at.info)]
+        raise RuntimeError(f"the analytics page did not render fully: {shown}")
+    return elapsed
+
+
+def queries(url: str, days: int = 30) -> float:
+    from lib import stats
+
+    started = time.perf_counter()
+    flt = stats.StatsFilter.last_days(days)
+    with session_scope(ADMIN, engine=get_engine(url)) as session:
+        stats.key_options(session)
+        stats.totals_with_previous(session, flt)
+        stats.daily_totals(session, flt)
+        rows = stats.per_key_totals(session, flt, limit=20)
+        stats.count_keys(session, flt)
+        stats.key_day_matrix(session, flt, [r.key_id for r in rows])
+    return time.perf_counter() - started
+
+
+def median_of(repeats: int, measure: Callable[[], float]) -> float:
+    measure()  # warm-up: runtime, caches, plans
+    return statistics.median(measure() for _ in range(repeats))
+
+
+def row(name: str, measured: float, baseline_name: str, baseline: float, aim: str) -> dict:
+    return {"name": name, "measured_s": measured, "baseline_name": baseline_name,
+            "baseline_s": baseline, "ratio": measured / baseline, "aim": aim}
+
+
+def run(quick: bool = False) -> list[dict]:
+    repeats = 3 if quick else 7
+    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY",
+                                             "GEMINI_KEYS_DATA_DIR")}
+    os.environ["DATABASE_URL"] = server_admin_url()
+    results: list[dict] = []
+    small_label = "same page @ 10 keys × 30 days"
+    with tempfile.TemporaryDirectory() as data_dir:
+        os.environ["GEMINI_KEYS_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
+        os.environ["GEMINI_KEYS_DATA_DIR"] = data_dir
+        try:
+            sizes = [(500, 365)] + ([] if quick else [(5000, 365)])
+            with bench_database(10, 30) as small:
+                small_page = median_of(repeats, lambda: render(small))
+                small_queries = median_of(repeats, lambda: queries(small))
+                for keys, days in sizes:
+                    started = time.perf_counter()
+                    with bench_database(keys, days) as big:
+                        print(f"  loaded {keys:,} keys × {days} days in "
+                              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+                        label = f"{keys:,} keys × {days} days ({keys * days:,} rows)"
+                        page = median_of(repeats, lambda u=big: render(u))
+                        results.append(row(f"analytics page, last 30 days @ {label}", page,
+                                           small_label, small_page,
+                                           AIM if keys == 500 else "info"))
+                        year = median_of(repeats, lambda u=big: render(u, "365 days"))
+                        results.append(row(f"analytics page, 365-day preset @ {label}", year,
+                                           small_label, small_page, "info"))
+                        q = median_of(repeats, lambda u=big: queries(u))
+                        results.append(row(f"analytics queries alone, last 30 days @ {label}",
+                                           q, "same queries @ 10 keys × 30 days",
+                                           small_queries, "info"))
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    return results
+
+
+if __name__ == "__main__":
+    from bench.__main__ import render as table
+
+    print(table(run(quick="--quick" in sys.argv), markdown="--markdown" in sys.argv))
+    print(f"(today: {dt.datetime.now(dt.UTC).date()} UTC)")
