@@ -1,0 +1,258 @@
+"""Audit page at 1,000,000 audit rows vs the same page at 1,000 rows, measured in one run.
+
+`python -m bench.bench_audit [--quick]`. Creates two throw-away databases on the configured
+server (DATABASE_URL's, else the embedded one), fills them with INSERT … SELECT
+generate_series as the owner, renders pages/audit.py under AppTest as a signed-in admin,
+and drops both databases at the end. Scenarios:
+
+- first page: the default view (last 30 days, 50 per page), counts chart included;
+- deep page: the row 90% of the way back in the history (2.7 years back at 1,000,000 rows),
+  as an admin sees it after choosing the 30 days that end there and paging to it: the 50
+  rows older than it (a keyset cursor in session_state), counts over those 30 days;
+- key filter: the default view filtered to one key (one row in ten names it).
+
+Both databases hold rows at the same density (1,000,000 over 3 years, i.e. the 1,000-row one
+spans about a day), so every scenario shows a full page of 50 in both.
+
+Rendering is dominated by Streamlit itself, so the same scenarios are also timed through the
+query functions alone (fetch_page + action_counts) and reported as extra rows (aim: info).
+An extra row times the page over the whole history, where the counts read every row.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from db.engine import REPO_ROOT, dispose_engines, get_engine, resolve_database_url
+from db.migrate import upgrade
+from db.session import Actor, session_scope
+from lib.audit import Action
+from lib.audit_queries import AuditFilter, Cursor, action_counts, day_range, fetch_page
+
+PAGE = str(REPO_ROOT / "pages" / "audit.py")
+KEYS = 200
+SPAN = dt.timedelta(days=3 * 365)  # for 1,000,000 rows; fewer rows span less
+DENSITY_ROWS = 1_000_000
+AIM = "≤ 1.5×"
+
+SEED = """
+INSERT INTO auth.users (id, email)
+  SELECT ('00000000-0000-0000-0000-00000000000' || u)::uuid, 'admin' || u || '@example.com'
+  FROM generate_series(1, 3) u;
+INSERT INTO user_profiles (user_id, is_admin) SELECT id, true FROM auth.users;
+INSERT INTO gemini_api_keys (id, name, encrypted_key, encryption_iv, encryption_tag,
+                             group_label, deleted_at)
+  SELECT ('10000000-0000-0000-0000-' || lpad(k::text, 12, '0'))::uuid, 'bench-key-' || k,
+         'x', 'y', 'z', 'project-' || (k % 7), CASE WHEN k % 20 = 0 THEN now() END
+  FROM generate_series(1, :keys) k;
+INSERT INTO gemini_key_audit_log (key_id, action, user_id, created_at, details)
+  SELECT CASE WHEN g % 4 = 0 THEN NULL
+              WHEN g % 10 = 1 THEN '10000000-0000-0000-0000-000000000008'::uuid
+              ELSE ('10000000-0000-0000-0000-' || lpad((g % :keys + 1)::text, 12, '0'))::uuid
+         END,
+         (:actions)[g % cardinality(:actions) + 1],
+         CASE WHEN g % 5 = 0 THEN NULL
+              ELSE ('00000000-0000-0000-0000-00000000000' || (g % 3 + 1))::uuid END,
+         localtimestamp - (:span * (g::float8 / :rows)),
+         jsonb_build_object('source', CASE WHEN g % 5 = 0 THEN 'pool' ELSE 'app' END,
+                            'name', 'bench-key-' || (g % :keys + 1),
+                            'before', jsonb_build_object('priority', g % 10),
+                            'after', jsonb_build_object('priority', (g + 1) % 10))
+  FROM generate_series(1, :rows) g;
+"""
+
+
+def server_admin_url() -> str:
+    return resolve_database_url({k: v for k, v in os.environ.items()
+                                 if k in ("DATABASE_URL", "GEMINI_KEYS_DATA_DIR")})
+
+
+def with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def bench_database(rows: int) -> Iterator[str]:
+    """A migrated database holding `rows` audit rows; dropped afterwards."""
+    base = server_admin_url()
+    name = f"gk_bench_audit_{rows}_{os.getpid()}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = with_database(base, name)
+    try:
+        engine = get_engine(url)
+        upgrade(engine)
+        with engine.begin() as connection:
+            # Text search is not measured here; its GIN index would triple the load time.
+            connection.execute(text("DROP INDEX IF EXISTS idx_audit_log_details_trgm"))
+            span = SPAN * (rows / DENSITY_ROWS)
+            connection.execute(text(SEED), {"keys": KEYS, "rows": rows, "span": span,
+                                            "actions": [a.value for a in Action]})
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))  # what autovacuum does after a load
+        yield url
+    finally:
+        dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+ADMIN = Actor.user(uuid.UUID("00000000-0000-0000-0000-000000000001"), "admin1@example.com")
+KEY_ID = uuid.UUID("10000000-0000-0000-0000-000000000008")
+
+
+@dataclass(frozen=True)
+class Deep:
+    """The deep scenario of one database: its 30-day window and the cursor inside it."""
+
+    days: tuple[dt.date, dt.date]
+    cursor: Cursor
+
+
+def deep_position(url: str) -> Deep:
+    """The row 90% of the way back in the history, and the 30 days that end on its day."""
+    with get_engine(url).connect() as connection:
+        created_at, row_id = connection.execute(text(
+            "SELECT created_at, id FROM gemini_key_audit_log"
+            " WHERE created_at <= (SELECT max(created_at) - (max(created_at) - min(created_at))"
+            "                      * 0.9 FROM gemini_key_audit_log)"
+            " ORDER BY created_at DESC, id DESC LIMIT 1")).one()
+    last = created_at.date()
+    return Deep((last - dt.timedelta(days=29), last), Cursor(created_at, row_id))
+
+
+def page_scenarios(deep_at: Deep) -> dict[str, Callable]:
+    """name -> function(AppTest) that sets the scenario up before the measured run."""
+    today = dt.datetime.now(dt.UTC).date()
+    default_days = (today - dt.timedelta(days=29), today)
+
+    def first(at) -> None:
+        pass
+
+    def deep(at) -> None:
+        # As if the admin had picked these dates and paged down to the cursor.
+        at.session_state["audit_days"] = deep_at.days
+        at.session_state["audit_shown_filter"] = (AuditFilter(*day_range(*deep_at.days)), 50)
+        at.session_state["audit_nav"] = ("older", deep_at.cursor)
+
+    def by_key(at) -> None:
+        at.session_state["audit_days"] = default_days
+        at.session_state["audit_key"] = KEY_ID
+
+    def all_history(at) -> None:
+        at.session_state["audit_days"] = (today - SPAN - dt.timedelta(days=2), today)
+
+    return {"first page": first, "deep page": deep, "key filter": by_key,
+            "first page, whole history (counts read every row)": all_history}
+
+
+def query_scenarios(deep_at: Deep) -> dict[str, Callable]:
+    today = dt.datetime.now(dt.UTC).date()
+    last_30 = day_range(today - dt.timedelta(days=29), today)
+    cases = {"first page": (AuditFilter(*last_30), None),
+             "deep page": (AuditFilter(*day_range(*deep_at.days)), deep_at.cursor),
+             "key filter": (AuditFilter(*last_30, key_ids=(KEY_ID,)), None)}
+
+    def measure(flt: AuditFilter, older: Cursor | None) -> Callable:
+        def run(url: str) -> None:
+            with session_scope(ADMIN, engine=get_engine(url)) as session:
+                page = fetch_page(session, flt, page_size=50, older_than=older)
+                action_counts(session, flt)
+            assert len(page.entries) == 50, len(page.entries)
+        return run
+
+    return {name: measure(*case) for name, case in cases.items()}
+
+
+def render(url: str, setup: Callable) -> float:
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["DATABASE_URL"] = url
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["gk_user"] = {"id": str(ADMIN.user_id), "email": ADMIN.email}
+    setup(at)
+    started = time.perf_counter()
+    at.run()
+    elapsed = time.perf_counter() - started
+    if at.exception or not at.dataframe or len(at.dataframe[0].value) != 50:
+        shown = [e.value for e in (*at.exception, *at.error, *at.info, *at.warning)]
+        raise RuntimeError(f"the page did not render a full page: {shown} {url} {setup.__name__} "
+                           f"{at.metric[0].value if at.metric else None}")
+    return elapsed
+
+
+def median_of(repeats: int, measure: Callable[[], float | None]) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = measure()
+        times.append(result if isinstance(result, float) else time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run(quick: bool = False) -> list[dict]:
+    big_rows, small_rows = (100_000 if quick else 1_000_000), 1_000
+    repeats = 3 if quick else 7
+    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY",
+                                             "GEMINI_KEYS_DATA_DIR")}
+    server = server_admin_url()  # before DATABASE_URL is pointed at the bench databases
+    os.environ["DATABASE_URL"] = server
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as data_dir:
+        os.environ["GEMINI_KEYS_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
+        os.environ["GEMINI_KEYS_DATA_DIR"] = data_dir
+        try:
+            started = time.perf_counter()
+            with bench_database(big_rows) as big, bench_database(small_rows) as small:
+                print(f"  loaded {big_rows:,} + {small_rows:,} audit rows in "
+                      f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+                cursors = {big: deep_position(big), small: deep_position(small)}
+                for label, (scenarios, measure) in {
+                    "page": (page_scenarios, lambda url, s: render(url, s)),
+                    "query": (query_scenarios, lambda url, s: s(url)),
+                }.items():
+                    names = list(scenarios(cursors[big]))
+                    for name in names:
+                        timings = {}
+                        for url in (big, small):
+                            scenario = scenarios(cursors[url])[name]
+                            measure(url, scenario)  # warm-up (runtime, caches, plans)
+                            timings[url] = median_of(
+                                repeats, lambda u=url, s=scenario, m=measure: m(u, s))
+                        rows.append({
+                            "name": f"audit {label}: {name} @ {big_rows:,} rows",
+                            "measured_s": timings[big],
+                            "baseline_name": f"same @ {small_rows:,} rows",
+                            "baseline_s": timings[small],
+                            "ratio": timings[big] / timings[small],
+                            "aim": AIM if label == "page" and "whole" not in name else "info",
+                        })
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    return rows
+
+
+if __name__ == "__main__":
+    from bench.__main__ import render as table
+
+    print(table(run(quick="--quick" in sys.argv), markdown="--markdown" in sys.argv))
