@@ -77,7 +77,9 @@ def list_keys(session: Session, filters: KeyFilter = KeyFilter(), *,
     if filters.archived is not None:
         where.append("k.archived_at IS NOT NULL" if filters.archived else "k.archived_at IS NULL")
     sql = _LIST_SQL.format(where="".join(f" AND {w}" for w in where))
-    return [dict(row._mapping) for row in session.execute(text(sql), params)]
+    result = session.execute(text(sql), params)
+    names = list(result.keys())
+    return [dict(zip(names, row, strict=True)) for row in result]
 
 
 def key_groups(session: Session) -> list[str]:

@@ -119,14 +119,15 @@ EDITABLE = ("select", "active", "priority")
 
 def edits_between(original: pd.DataFrame, edited: pd.DataFrame) -> list[KeyEdit]:
     """The rows whose active or priority differ, with the values the admin started from."""
+    after = edited.reindex(original.index)
+    changed = ((original["active"].astype(bool) != after["active"].astype(bool))
+               | (original["priority"] != after["priority"])).to_numpy()
     result = []
-    for key_id in original.index:
-        seen, now = original.loc[key_id], edited.loc[key_id]
-        if bool(seen["active"]) != bool(now["active"]) or seen["priority"] != now["priority"]:
-            priority = now["priority"]
-            result.append(KeyEdit(uuid.UUID(key_id), bool(seen["active"]), int(seen["priority"]),
-                                  bool(now["active"]),
-                                  int(priority) if pd.notna(priority) else 0))
+    for key_id in original.index[changed]:
+        seen, now = original.loc[key_id], after.loc[key_id]
+        priority = now["priority"]  # NaN when the cell was cleared: refused as out of range
+        result.append(KeyEdit(uuid.UUID(key_id), bool(seen["active"]), int(seen["priority"]),
+                              bool(now["active"]), int(priority) if pd.notna(priority) else 0))
     return result
 
 
