@@ -8,7 +8,8 @@
     pool.record(lease, "rate_limited", 812.0, error=(429, response_body))
 
 Selection: active, non-archived, non-deleted keys that are not cooling down; the highest
-priority first, within a tier the least recently used. acquire() and record() are each ONE
+priority first, within a tier the least recently used (a key just out of a cooldown counts
+as used when the cooldown ended). acquire() and record() are each ONE
 round trip (a prepared statement per pooled connection), safe under any number of threads
 and processes: acquire is `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)`, record
 one `INSERT … ON CONFLICT (key_id, date) DO UPDATE` that keeps exact counts and an exact
@@ -62,12 +63,14 @@ POOL_ACTOR = Actor.service("pool")
 _NOW = "(now() AT TIME ZONE 'UTC')"
 _POOL_FILTER = ("is_active IS TRUE AND archived_at IS NULL AND deleted_at IS NULL"
                 f" AND (cooldown_until IS NULL OR cooldown_until <= {_NOW})")
-# Walks idx_gemini_keys_pool (priority DESC, last_used ASC NULLS FIRST, partial on the
-# first three conditions) and stops at the first row not cooling down and not locked.
+# Walks idx_gemini_keys_pool (priority DESC, GREATEST(last_used, cooldown_until) ASC NULLS
+# FIRST, partial on the first three conditions; migration 0004): keys usable now sort
+# before keys still cooling, so the first unlocked row is normally the one handed out.
 _ACQUIRE = """
 UPDATE gemini_api_keys SET last_used = {now}, usage_count = COALESCE(usage_count, 0) + 1
  WHERE id = (SELECT id FROM gemini_api_keys WHERE {filter}
-             ORDER BY priority DESC, last_used ASC NULLS FIRST LIMIT 1 FOR UPDATE {skip})
+             ORDER BY priority DESC, GREATEST(last_used, cooldown_until) ASC NULLS FIRST
+             LIMIT 1 FOR UPDATE {skip})
  RETURNING id, name, encrypted_key, encryption_iv, encryption_tag, master_key_version,
            priority, group_label
 """
