@@ -8,6 +8,8 @@ rows that only the old key decrypts, which nobody has any more. The trigger also
 key additions with a rotation: it takes a SHARE lock on the check row, which
 rotate-master-key holds FOR UPDATE for its whole transaction, so an add that races a
 rotation waits for it and then fails with this message instead of being left behind.
+It fires on new ciphertext only (INSERT, or an UPDATE that sets encrypted_key, as rotation
+does), so the pool's counter updates never pay for the lookup.
 """
 
 from alembic import op
@@ -39,8 +41,7 @@ BEGIN
   RETURN NEW;
 END $$;
 CREATE TRIGGER gemini_api_keys_master_key_version
-  BEFORE INSERT OR UPDATE OF encrypted_key, encryption_iv, encryption_tag, master_key_version
-  ON gemini_api_keys
+  BEFORE INSERT OR UPDATE OF encrypted_key ON gemini_api_keys
   FOR EACH ROW EXECUTE FUNCTION gemini_keys_require_current_master_version();
 """
 
