@@ -194,11 +194,23 @@ def decrypt_api_key(
     encryption_tag: str,
     master_key_version: int,
 ) -> str:
-    """Decrypt one stored key; any failure raises KeyDecryptionError naming the key."""
+    """Decrypt one stored key; a bad row raises KeyDecryptionError naming the key.
+
+    A row under a newer master-key version raises MasterKeyMismatch instead: the process,
+    not the key, is out of date.
+    """
 
     def fail(reason: str) -> KeyDecryptionError:
         return KeyDecryptionError(key_id, key_name, reason)
 
+    if master_key_version > master.version:
+        # Not a bad row: this process predates a rotation. Callers that disable keys they
+        # cannot decrypt (the pool, health checks) must not treat this as the key's fault.
+        raise MasterKeyMismatch(
+            master_key_version,
+            f": this process holds master key version {master.version} but key "
+            f"{key_name!r} is under version {master_key_version}, so the master key was "
+            "rotated (python -m lib.cli rotate-master-key). Restart with the NEW key")
     if master_key_version != master.version:
         raise fail(
             f"it was encrypted with master key version {master_key_version} but the "

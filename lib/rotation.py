@@ -31,7 +31,6 @@ from db.models import ApiKey, MasterKeyCheck
 from lib.audit import Action, write_audit
 from lib.crypto import (
     MasterKey,
-    MasterKeyMismatch,
     decrypt_api_key,
     encrypt_api_key,
     fingerprint,
@@ -119,20 +118,6 @@ def rotate_master_key(session: Session, current: MasterKey, new_key: bytes, *,
         "count": total, "skipped_deleted": skipped,
         "old_version": old.version, "new_version": new.version})
     return RotationResult(total, skipped, old.version, new.version, new)
-
-
-def ensure_not_rotated(master: MasterKey, row_version: int) -> None:
-    """Raise MasterKeyMismatch if a row is under a newer master-key version than `master`.
-
-    Call it before decrypting in long-running code (the pool, the app's checks): after a
-    rotation, a process started earlier holds the old key, and its decryption failures are
-    no reason to deactivate keys; the process needs a restart with the new key.
-    """
-    if row_version > master.version:
-        raise MasterKeyMismatch(
-            row_version, f": this process holds master key version {master.version}; the "
-            "master key was rotated (python -m lib.cli rotate-master-key). Restart with the "
-            "NEW key")
 
 
 def write_key_file(path: Path, master_key_b64: str) -> Path:

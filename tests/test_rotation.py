@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import OperationalError
 
 from db.models import ApiKey
@@ -345,17 +345,19 @@ def test_rotation_killed_midway_leaves_every_key_on_the_old_master_key(db, tmp_p
     assert decrypts_all(db, master_from(env["GEMINI_KEYS_NEW_MASTER_KEY"], 2), plaintexts)
 
 
-def test_ensure_not_rotated_tells_a_stale_process_to_restart():
-    from lib.rotation import ensure_not_rotated
+def test_decrypting_under_a_newer_version_tells_a_stale_process_to_restart(db):
+    from lib.keys import reveal_key
 
     old = master_from(TEST_MASTER_KEY)
-    ensure_not_rotated(old, 1)
-    with pytest.raises(MasterKeyMismatch, match="Restart with the NEW key"):
-        ensure_not_rotated(old, 2)
+    seed(db, old, 1)
+    assert run_cli("rotate-master-key",
+                   env={"GEMINI_KEYS_NEW_MASTER_KEY": generate_master_key_b64()}).exit_code == 0
+    with session_scope(Actor.service("cli"), engine=db.engine) as session:
+        key = session.scalars(select(ApiKey)).one()
+        with pytest.raises(MasterKeyMismatch, match="Restart with the NEW key"):
+            reveal_key(old, key)
 
 
-@pytest.mark.xfail(strict=True, reason="lib/pool.py and lib/health.py disable keys they cannot "
-                   "decrypt; they should call lib.rotation.ensure_not_rotated first")
 def test_a_pool_running_through_a_rotation_disables_no_key(db):
     from lib.pool import KeyPool
 
@@ -380,3 +382,18 @@ def test_cli_commands_with_the_old_key_stop_and_explain_the_rotation(db):
     result = run_cli("add-key", "--name", "late", input=key + "\n")
     assert result.exit_code == 1
     assert "master key was rotated" in result.output and key not in result.output
+
+
+def test_a_health_check_after_a_rotation_disables_no_key(db):
+    from lib.health import check_stored_key
+
+    old = master_from(TEST_MASTER_KEY)
+    seed(db, old, 1)
+    assert run_cli("rotate-master-key",
+                   env={"GEMINI_KEYS_NEW_MASTER_KEY": generate_master_key_b64()}).exit_code == 0
+    with pytest.raises(MasterKeyMismatch), \
+            session_scope(Actor.service("cli"), engine=db.engine) as session:
+        check_stored_key(session, old, session.scalars(select(ApiKey)).one(),
+                         base_url="http://127.0.0.1:9")
+    with db.engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM gemini_api_keys WHERE is_active")) == 1
