@@ -157,6 +157,8 @@ CLI_BAD_INPUTS = [
 ]
 
 
+# Validation happens before the database; one server is enough.
+@pytest.mark.one_server
 @pytest.mark.parametrize(("case", "args", "stdin"), CLI_BAD_INPUTS,
                          ids=[c[0] for c in CLI_BAD_INPUTS])
 def test_bad_input_prints_one_error_line_and_changes_nothing(db, case, args, stdin):

@@ -156,6 +156,8 @@ BAD_INPUTS = [
 ]
 
 
+# Validation happens before the database; one server is enough.
+@pytest.mark.one_server
 @pytest.mark.parametrize(("case", "override", "message"), BAD_INPUTS,
                          ids=[case for case, _, _ in BAD_INPUTS])
 def test_add_key_refuses_bad_input_and_stores_nothing(db, rt, admin_actor, case, override,
