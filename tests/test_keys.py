@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from db.session import Actor, session_scope
 from lib import keys
-from lib.crypto import KeyDecryptionError, MasterKey
+from lib.crypto import CryptoError, KeyDecryptionError, MasterKey
 from lib.errors import InvalidInput, NotFound
 from lib.runtime import build_runtime
 from tests.keys_helpers import audit_rows, dump_tables, dump_text, fake_key, key_audit_rows
@@ -118,7 +118,8 @@ def test_master_key_version_changed_on_the_row_fails_naming_the_key(db, rt, admi
     row = add(rt, admin_actor, name="versioned")
     owner_update(db, "UPDATE gemini_api_keys SET master_key_version = 2 WHERE id = :id",
                  id=row.id)
-    with pytest.raises(KeyDecryptionError, match="'versioned'"):
+    # A newer version on the row reads as "the master key was rotated" (MasterKeyMismatch).
+    with pytest.raises(CryptoError, match="'versioned'"):
         keys.reveal_key(rt.master_key, load(rt, admin_actor, row.id))
 
 
