@@ -59,12 +59,12 @@ def server_admin_url() -> str:
 
 
 @contextmanager
-def bench_database(keys: int, days: int) -> Iterator[str]:
-    """A migrated database with `keys` encrypted keys × `days` days of stats; dropped after."""
+def bench_database(base: str, keys: int, days: int) -> Iterator[str]:
+    """A migrated database on server `base` with `keys` encrypted keys × `days` days of
+    stats; dropped afterwards."""
     from lib.demo import bulk_demo_keys
     from lib.runtime import build_runtime
 
-    base = server_admin_url()
     name = f"gk_bench_analytics_{keys}_{days}_{os.getpid()}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -137,7 +137,7 @@ def run(quick: bool = False) -> list[dict]:
     repeats = 3 if quick else 7
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY",
                                              "GEMINI_KEYS_DATA_DIR")}
-    os.environ["DATABASE_URL"] = server_admin_url()
+    server = server_admin_url()  # before DATABASE_URL is pointed at the bench databases
     results: list[dict] = []
     small_label = "same page @ 10 keys × 30 days"
     with tempfile.TemporaryDirectory() as data_dir:
@@ -145,12 +145,12 @@ def run(quick: bool = False) -> list[dict]:
         os.environ["GEMINI_KEYS_DATA_DIR"] = data_dir
         try:
             sizes = [(500, 365)] + ([] if quick else [(5000, 365)])
-            with bench_database(10, 30) as small:
+            with bench_database(server, 10, 30) as small:
                 small_page = median_of(repeats, lambda: render(small))
                 small_queries = median_of(repeats, lambda: queries(small))
                 for keys, days in sizes:
                     started = time.perf_counter()
-                    with bench_database(keys, days) as big:
+                    with bench_database(server, keys, days) as big:
                         print(f"  loaded {keys:,} keys × {days} days in "
                               f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
                         label = f"{keys:,} keys × {days} days ({keys * days:,} rows)"

@@ -4,6 +4,8 @@ from lib.ui.guard import require_admin
 
 ctx = require_admin()
 
+from dataclasses import replace  # noqa: E402
+
 import streamlit as st  # noqa: E402
 
 from lib import charts, stats  # noqa: E402
@@ -78,8 +80,6 @@ by_id = {o.key_id: o for o in key_options}
 drill = st.selectbox("Drill down to", list(by_id), index=None, placeholder="Choose a key",
                      format_func=lambda k: by_id[k].name, key="an_drill")
 if drill is not None:
-    from dataclasses import replace
-
     key_filter = replace(flt, key_ids=(drill,), group=None, include_archived=True)
     with ctx.session() as session:
         one = stats.summary(session, key_filter)
