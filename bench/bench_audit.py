@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import os
 import statistics
 import sys
@@ -197,18 +198,25 @@ def render(url: str, setup: Callable) -> float:
     return elapsed
 
 
-def median_of(repeats: int, measure: Callable[[], float | None]) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = measure()
-        times.append(result if isinstance(result, float) else time.perf_counter() - started)
-    return statistics.median(times)
+def timed(measure: Callable[[], float | None]) -> float:
+    started = time.perf_counter()
+    result = measure()
+    return result if isinstance(result, float) else time.perf_counter() - started
+
+
+def paired_medians(repeats: int, big: Callable, small: Callable) -> tuple[float, float]:
+    """Median times of both, measured alternately (the order flips each round) so that
+    load from other processes falls on both sides alike."""
+    times: dict[Callable, list[float]] = {big: [], small: []}
+    for round_no in range(repeats):
+        for measure in ((big, small) if round_no % 2 == 0 else (small, big)):
+            times[measure].append(timed(measure))
+    return statistics.median(times[big]), statistics.median(times[small])
 
 
 def run(quick: bool = False) -> list[dict]:
     big_rows, small_rows = (100_000 if quick else 1_000_000), 1_000
-    repeats = 3 if quick else 7
+    repeats = 3 if quick else 9
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY",
                                              "GEMINI_KEYS_DATA_DIR")}
     server = server_admin_url()  # before DATABASE_URL is pointed at the bench databases
@@ -229,18 +237,17 @@ def run(quick: bool = False) -> list[dict]:
                 }.items():
                     names = list(scenarios(cursors[big]))
                     for name in names:
-                        timings = {}
-                        for url in (big, small):
-                            scenario = scenarios(cursors[url])[name]
-                            measure(url, scenario)  # warm-up (runtime, caches, plans)
-                            timings[url] = median_of(
-                                repeats, lambda u=url, s=scenario, m=measure: m(u, s))
+                        pair = [functools.partial(measure, url, scenarios(cursors[url])[name])
+                                for url in (big, small)]
+                        for warm_up in pair:  # runtime, caches, plans
+                            warm_up()
+                        big_s, small_s = paired_medians(repeats, *pair)
                         rows.append({
                             "name": f"audit {label}: {name} @ {big_rows:,} rows",
-                            "measured_s": timings[big],
+                            "measured_s": big_s,
                             "baseline_name": f"same @ {small_rows:,} rows",
-                            "baseline_s": timings[small],
-                            "ratio": timings[big] / timings[small],
+                            "baseline_s": small_s,
+                            "ratio": big_s / small_s,
                             "aim": AIM if label == "page" and "whole" not in name else "info",
                         })
         finally:
