@@ -205,3 +205,24 @@ def test_no_key_data_for_anyone_but_an_admin(db, admin_actor, member_actor, who)
     assert "Keys" not in [t.value for t in at.title]
     if who == "member":
         assert "No access" in shown
+
+
+def test_row_actions_hook_gets_the_ticked_rows(db, admin_actor, monkeypatch):
+    """The extension point the key pool's "Check" action plugs into."""
+    from lib.ui import keys_widgets
+
+    seen = []
+
+    def check(ctx, rows):
+        seen.append([r["name"] for r in rows])
+        return f"Checked {len(rows)} key(s)."
+
+    monkeypatch.setitem(keys_widgets.ROW_ACTIONS, "Check", check)
+    seed(admin_actor, ("a", 2, None), ("b", 1, None))
+    at = page(admin_actor).run()
+    at.session_state[current_editor_key(at)] = {"edited_rows": {"1": {"select": True}},
+                                                "added_rows": [], "deleted_rows": []}
+    at.run()
+    button(at, "Check (1)").click().run()
+    assert seen == [["b"]]
+    assert at.info[0].value == "Checked 1 key(s)."
