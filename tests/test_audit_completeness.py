@@ -405,3 +405,9 @@ def test_a_deleted_key_keeps_its_history(db, world):
         delete_key(session, key_id)
     rows = [r for r in audit_rows(db).values() if r["key_id"] == key_id]
     assert sorted(r["action"] for r in rows) == ["key_added", "key_deleted"]
+
+
+def test_anonymous_cannot_call_the_user_directory(db):
+    with pytest.raises(DBAPIError, match="permission denied"), \
+            session_scope(Actor.anonymous(), engine=db.engine) as session:
+        session.execute(text("SELECT * FROM public.gemini_user_directory()"))

@@ -28,7 +28,8 @@ CREATE FUNCTION public.gemini_user_directory()
      OR coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role', '')
         = 'service_role'
 $$;
-REVOKE ALL ON FUNCTION public.gemini_user_directory() FROM PUBLIC;
+-- Supabase's default privileges grant EXECUTE on new public functions to anon as well.
+REVOKE ALL ON FUNCTION public.gemini_user_directory() FROM PUBLIC, anon;
 GRANT EXECUTE ON FUNCTION public.gemini_user_directory() TO authenticated, service_role;
 
 -- "Text in details" search: a trigram index on details::text where pg_trgm can be had
