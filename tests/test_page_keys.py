@@ -226,3 +226,26 @@ def test_row_actions_hook_gets_the_ticked_rows(db, admin_actor, monkeypatch):
     button(at, "Check (1)").click().run()
     assert seen == [["b"]]
     assert at.info[0].value == "Checked 1 key(s)."
+
+
+def test_check_action_asks_gemini_and_deactivates_an_invalid_key(db, admin_actor, monkeypatch):
+    from tests.fake_gemini import FakeGemini
+
+    good, bad = seed(admin_actor, ("good", 2, None), ("bad", 1, None))
+    with FakeGemini() as fake:
+        fake.respond(good, "ok")
+        fake.respond(bad, "invalid")
+        monkeypatch.setenv("GEMINI_API_BASE_URL", fake.base_url)
+        at = page(admin_actor).run()
+        at.session_state[current_editor_key(at)] = {
+            "edited_rows": {"0": {"select": True}, "1": {"select": True}},
+            "added_rows": [], "deleted_rows": []}
+        at.run()
+        button(at, "Check (2)").click().run()
+        assert {r.headers.get("x-goog-api-key") for r in fake.requests} == {good, bad}
+    message = at.info[0].value
+    assert "**good**: ok" in message and "**bad**: invalid (deactivated)" in message
+    assert good not in rendered_text(at) and bad not in rendered_text(at)
+    assert stored(db)["bad"][0] is False and stored(db)["good"][0] is True
+    actions = [r["action"] for r in key_audit_rows(db)]
+    assert actions.count("key_checked") == 2 and actions.count("key_auto_disabled") == 1

@@ -36,7 +36,24 @@ NO_GROUP = "(no group)"
 # Extension point for actions on the ticked rows, e.g. the key pool's "Check": a button label
 # and fn(ctx, rows) -> message. The rows are the table's dicts (masked; no key material).
 RowAction = Callable[[AdminContext, list[dict[str, Any]]], str]
-ROW_ACTIONS: dict[str, RowAction] = {}
+MAX_CHECKS_PER_CLICK = 25
+
+
+def check_ticked(ctx: AdminContext, rows: list[dict[str, Any]]) -> str:
+    """Ask Gemini about each ticked key (audited; invalid keys get deactivated)."""
+    from lib.health import check_keys
+
+    rows = rows[:MAX_CHECKS_PER_CLICK]
+    results = check_keys([r["id"] for r in rows], master=ctx.runtime.master_key,
+                         actor=ctx.actor, engine=ctx.runtime.engine,
+                         base_url=ctx.runtime.settings.get("GEMINI_API_BASE_URL"))
+    lines = [f"- **{r.name}**: {r.status}" + (f" ({r.action})" if r.action else "")
+             + (f" — {r.message}" if r.message and r.status != "ok" else "")
+             for r in results]
+    return f"Checked {len(results)} key(s):\n" + "\n".join(lines)
+
+
+ROW_ACTIONS: dict[str, RowAction] = {"Check": check_ticked}
 
 
 def nonce() -> int:
