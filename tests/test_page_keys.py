@@ -228,7 +228,9 @@ def test_row_actions_hook_gets_the_ticked_rows(db, admin_actor, monkeypatch):
     assert at.info[0].value == "Checked 1 key(s)."
 
 
-def test_check_action_asks_gemini_and_deactivates_an_invalid_key(db, admin_actor, monkeypatch):
+def test_check_action_asks_gemini_and_deactivates_an_invalid_key(db, admin_actor, monkeypatch,
+                                                                 request):
+    from lib.ui.runtime import _runtime
     from tests.fake_gemini import FakeGemini
 
     good, bad = seed(admin_actor, ("good", 2, None), ("bad", 1, None))
@@ -236,6 +238,8 @@ def test_check_action_asks_gemini_and_deactivates_an_invalid_key(db, admin_actor
         fake.respond(good, "ok")
         fake.respond(bad, "invalid")
         monkeypatch.setenv("GEMINI_API_BASE_URL", fake.base_url)
+        _runtime.clear()  # the server-wide runtime holds the settings it started with
+        request.addfinalizer(_runtime.clear)
         at = page(admin_actor).run()
         at.session_state[current_editor_key(at)] = {
             "edited_rows": {"0": {"select": True}, "1": {"select": True}},
