@@ -10,6 +10,7 @@ cursor is the (created_at, id) pair, never created_at alone.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -270,7 +271,12 @@ CONTEXT_FIELDS = {"source", "actor_email"}  # shown in their own columns, not in
 
 
 def _short(value: Any, limit: int = 40) -> str:
-    shown = "—" if value is None else str(value)
+    if value is None:
+        shown = "—"
+    elif isinstance(value, str):
+        shown = value
+    else:
+        shown = json.dumps(value, ensure_ascii=False, default=str)
     return shown if len(shown) <= limit else shown[:limit - 1] + "…"
 
 

@@ -248,6 +248,8 @@ def test_describe_details_reads_before_and_after(details, expected):
       "actor_email": "a@example.com"}, "priority: 1 → 5; name: k"),
     ({"reason": None, "group": {"before": None, "after": "p1"}}, "reason: —; group: — → p1"),
     ({"error": "x" * 100}, "error: " + "x" * 39 + "…"),
+    ({"is_admin": True, "before": {"is_active": False}, "after": {"is_active": True}},
+     "is_active: false → true; is_admin: true"),
 ])
 def test_summary_is_one_readable_line_without_context_fields(details, expected):
     assert summary(details) == expected
