@@ -47,7 +47,10 @@ def parse_moment(value: str | None, *, end: bool) -> dt.datetime | None:
 def export_audit(since: str | None, until: str | None, actions: tuple[str, ...],
                  keys: tuple[str, ...], actors: tuple[str, ...], search: str, fmt: str,
                  output: str) -> None:
-    """Export the audit log (newest first, filtered) as CSV or JSON lines, streamed."""
+    """Export the filtered audit log, newest first, as CSV or JSON lines.
+
+    Rows are streamed from the database to FILE (or stdout with -o -), so any size works.
+    """
     with cli_session() as session:
         flt = AuditFilter(
             since=parse_moment(since, end=False), until=parse_moment(until, end=True),
