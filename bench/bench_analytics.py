@@ -123,9 +123,13 @@ def queries(url: str, days: int = 30) -> float:
     return time.perf_counter() - started
 
 
-def median_of(repeats: int, measure: Callable[[], float]) -> float:
-    measure()  # warm-up: runtime, caches, plans
-    return statistics.median(measure() for _ in range(repeats))
+def interleaved(repeats: int, measure: Callable[[], float], baseline: Callable[[], float]
+                ) -> tuple[float, float]:
+    """Medians of `measure` and `baseline` run in alternating rounds, so a busy machine
+    (other processes come and go) weighs on both alike."""
+    measure(), baseline()  # warm-up: runtime, caches, plans
+    pairs = [(measure(), baseline()) for _ in range(repeats)]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 def row(name: str, measured: float, baseline_name: str, baseline: float, aim: str) -> dict:
@@ -146,25 +150,26 @@ def run(quick: bool = False) -> list[dict]:
         try:
             sizes = [(500, 365)] + ([] if quick else [(5000, 365)])
             with bench_database(server, 10, 30) as small:
-                small_page = median_of(repeats, lambda: render(small))
-                small_queries = median_of(repeats, lambda: queries(small))
                 for keys, days in sizes:
                     started = time.perf_counter()
                     with bench_database(server, keys, days) as big:
                         print(f"  loaded {keys:,} keys × {days} days in "
                               f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
                         label = f"{keys:,} keys × {days} days ({keys * days:,} rows)"
-                        page = median_of(repeats, lambda u=big: render(u))
-                        results.append(row(f"analytics page, last 30 days @ {label}", page,
-                                           small_label, small_page,
-                                           AIM if keys == 500 else "info"))
-                        year = median_of(repeats, lambda u=big: render(u, "365 days"))
-                        results.append(row(f"analytics page, 365-day preset @ {label}", year,
-                                           small_label, small_page, "info"))
-                        q = median_of(repeats, lambda u=big: queries(u))
-                        results.append(row(f"analytics queries alone, last 30 days @ {label}",
-                                           q, "same queries @ 10 keys × 30 days",
-                                           small_queries, "info"))
+                        aim = AIM if keys == 500 else "info"
+                        for name, measure, baseline, base_name in (
+                            ("analytics page, last 30 days", lambda u=big: render(u),
+                             lambda: render(small), small_label),
+                            ("analytics page, 365-day preset",
+                             lambda u=big: render(u, "365 days"), lambda: render(small),
+                             small_label),
+                            ("analytics queries alone, last 30 days", lambda u=big: queries(u),
+                             lambda: queries(small), "same queries @ 10 keys × 30 days"),
+                        ):
+                            big_s, small_s = interleaved(repeats, measure, baseline)
+                            results.append(row(f"{name} @ {label}", big_s, base_name, small_s,
+                                               aim if name.endswith("last 30 days")
+                                               and "page" in name else "info"))
         finally:
             for key, value in saved.items():
                 if value is None:
