@@ -105,16 +105,26 @@ class KeyRow(Totals):
 
 # -- SQL building blocks ---------------------------------------------------------------------
 
-def sums_sql(where: str = "TRUE", prefix: str = "") -> str:
-    """The five aggregate columns over stats rows `s`, restricted to `where`."""
-    ok_latency = f"({where}) AND s.avg_response_time IS NOT NULL AND s.request_count > 0"
+def sums_sql(where: str = "TRUE", prefix: str = "", *, latency_parts: bool = False) -> str:
+    """The aggregate columns over stats rows `s`, restricted to `where`.
+
+    Latency: sum(avg × requests) skips rows without a latency by itself (NULL product), and
+    the denominator counts only the requests of rows that have one. With latency_parts, the
+    numerator and denominator come as lat_num / lat_den instead of their quotient.
+    """
+    cond = "" if where == "TRUE" else f" FILTER (WHERE {where})"
+    has_latency = f"({where}) AND " if where != "TRUE" else ""
     counters = [("request_count", "requests"), ("success_count", "successes"),
                 ("failure_count", "failures"), ("rate_limit_count", "rate_limited")]
-    parts = [f"coalesce(sum(s.{col}) FILTER (WHERE {where}), 0)::bigint AS {prefix}{name}"
+    parts = [f"coalesce(sum(s.{col}){cond}, 0)::bigint AS {prefix}{name}"
              for col, name in counters]
-    parts.append(f"sum(s.avg_response_time * s.request_count) FILTER (WHERE {ok_latency})"
-                 f" / nullif(sum(s.request_count) FILTER (WHERE {ok_latency}), 0)"
-                 f" AS {prefix}avg_latency_ms")
+    numerator = f"sum(s.avg_response_time * s.request_count){cond}"
+    denominator = (f"sum(s.request_count) FILTER (WHERE {has_latency}"
+                   "s.avg_response_time IS NOT NULL)")
+    if latency_parts:
+        parts += [f"{numerator} AS {prefix}lat_num", f"{denominator} AS {prefix}lat_den"]
+    else:
+        parts.append(f"{numerator} / nullif({denominator}, 0) AS {prefix}avg_latency_ms")
     return ",\n  ".join(parts)
 
 
@@ -201,22 +211,23 @@ def summary(session: Session, f: StatsFilter) -> Summary:
 def _daily_parts(session: Session, f: StatsFilter) -> list[tuple[DayRow, tuple[float, int]]]:
     """Per day: the DayRow and its latency numerator/denominator (for exact re-weighting)."""
     source, params = stats_source(f)
-    lat = "s.avg_response_time IS NOT NULL AND s.request_count > 0"
     sql = f"""
-WITH agg AS (
-  SELECT s.date AS day, {SUMS},
-         sum(s.avg_response_time * s.request_count) FILTER (WHERE {lat}) AS lat_num,
-         sum(s.request_count) FILTER (WHERE {lat}) AS lat_den
-  {source} GROUP BY s.date)
+WITH agg AS (SELECT s.date AS day, {sums_sql(latency_parts=True)} {source} GROUP BY s.date)
 SELECT d.day::date AS day,
        coalesce(agg.requests, 0) AS requests, coalesce(agg.successes, 0) AS successes,
        coalesce(agg.failures, 0) AS failures, coalesce(agg.rate_limited, 0) AS rate_limited,
-       agg.avg_latency_ms, coalesce(agg.lat_num, 0) AS lat_num, coalesce(agg.lat_den, 0) AS lat_den
+       coalesce(agg.lat_num, 0) AS lat_num, coalesce(agg.lat_den, 0) AS lat_den
 FROM generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS d(day)
 LEFT JOIN agg ON agg.day = d.day::date
 ORDER BY d.day"""
-    return [(DayRow(day=r.day, **_totals(r)), (float(r.lat_num), int(r.lat_den)))
-            for r in session.execute(text(sql), params)]
+    parts = []
+    for r in session.execute(text(sql), params):
+        numerator, denominator = float(r.lat_num), int(r.lat_den)
+        parts.append((DayRow(day=r.day, requests=int(r.requests), successes=int(r.successes),
+                             failures=int(r.failures), rate_limited=int(r.rate_limited),
+                             avg_latency_ms=numerator / denominator if denominator else None),
+                      (numerator, denominator)))
+    return parts
 
 
 def _sum_parts(parts: list[tuple[DayRow, tuple[float, int]]]) -> Totals:
