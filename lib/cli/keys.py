@@ -42,7 +42,10 @@ def _name_or_id(command):
               help="The Google Cloud project the key belongs to (quotas are per project).")
 @actor_option
 def add_key(name: str, priority: str, group_label: str | None, actor_email: str | None) -> None:
-    """Add one key, read from stdin (e.g. `printf '%s\\n' "$KEY" | ... add-key --name N`)."""
+    """Add one key, read from stdin, never from the command line.
+
+    Example: printf '%s\\n' "$KEY" | python -m lib.cli add-key --name prod-1
+    """
     master = master_key()
     api_key = read_secret_from_stdin("API key")
     with cli_session(actor_email) as session:
@@ -106,7 +109,7 @@ def _jsonable(value: Any) -> Any:
 @click.option("--search", default="", help="Part of a name or group.")
 @click.option("--all", "include_archived", is_flag=True, help="Include archived keys.")
 def list_keys(output_format: str, search: str, include_archived: bool) -> None:
-    """List keys, masked (e.g. AIza…k3Q9); nothing is decrypted."""
+    """List keys, masked like AIza…k3Q9; nothing is decrypted."""
     filters = KeyFilter(search=search, archived=None if include_archived else False)
     with cli_session() as session:
         rows = list_key_rows(session, filters)
