@@ -13,31 +13,41 @@ from lib.ui.signin import current_actor, render_no_access, render_sign_in, sign_
 st.set_page_config(page_title="Gemini Key Manager", page_icon="🔑", layout="wide")
 configure_logging()
 
+HOME = "overview"  # the default page's URL path (st.Page reports "" for a default page)
 ADMIN_PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
-    st.Page("pages/keys.py", title="Keys", icon="🔑"),
-    st.Page("pages/analytics.py", title="Analytics", icon="📈"),
-    st.Page("pages/audit.py", title="Audit log", icon="📜"),
-    st.Page("pages/admins.py", title="Admins", icon="👥"),
+    st.Page("pages/overview.py", title="Overview", icon="🏠", url_path=HOME, default=True),
+    st.Page("pages/keys.py", title="Keys", icon="🔑", url_path="keys"),
+    st.Page("pages/analytics.py", title="Analytics", icon="📈", url_path="analytics"),
+    st.Page("pages/audit.py", title="Audit log", icon="📜", url_path="audit"),
+    st.Page("pages/admins.py", title="Admins", icon="👥", url_path="admins"),
 ]
+
+
+def only(render, title: str, icon: str, url_path: str):
+    """A navigation of one page that also answers every admin page's URL (hidden stand-ins
+    rendering the same thing): no "page not found" on a deep link, and after signing in
+    the same URL shows the page that was asked for."""
+    paths = [page.url_path or HOME for page in ADMIN_PAGES]
+    stand_ins = [st.Page(render, title=title, icon=icon, url_path=path) for path in paths]
+    return st.navigation([st.Page(render, title=title, icon=icon, url_path=url_path,
+                                  default=True), *stand_ins], position="hidden")
+
 
 with friendly_errors("start-up"):
     runtime = get_runtime()
     actor = current_actor(runtime)
     admin = actor is not None and is_admin_now(runtime, actor)
-# Anonymous: the sign-in page only (any other URL falls back to it). Signed in but not an
-# admin: the no-access page only. Every page file also runs require_admin() itself.
+# Anonymous: the sign-in page only. Signed in but not an admin: the no-access page only.
+# Every page file also runs require_admin() itself.
 if actor is None:
-    navigation = st.navigation([st.Page(render_sign_in, title="Sign in", icon="🔐",
-                                        url_path="sign-in")])
+    navigation = only(render_sign_in, "Sign in", "🔐", "sign-in")
 elif admin:
     navigation = st.navigation(ADMIN_PAGES)
     with st.sidebar:
         st.caption(f"Signed in as {actor.email}")
         sign_out_button("gk_sign_out")
 else:
-    navigation = st.navigation([st.Page(render_no_access, title="No access", icon="⛔",
-                                        url_path="no-access")])
+    navigation = only(render_no_access, "No access", "⛔", "no-access")
 if runtime.dev_master_key:
     st.warning("Development master key in use (generated under .data/). "
                "Set GEMINI_KEYS_MASTER_KEY before storing real keys.", icon="⚠️")

@@ -9,10 +9,12 @@ done: a rerun right after signing in or out cannot drop it.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 
 import streamlit as st
 import streamlit_authenticator as stauth
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from db.session import Actor, session_scope
 from lib.errors import GeminiKeysError
@@ -28,6 +30,11 @@ log = logging.getLogger("gemini_keys.ui")
 AUTH_STATE = ("name", "authentication_status", "username", "email", "roles")
 COOKIE_OP = "gk_cookie_op"  # "set" | "delete" until the browser confirms (the component's key)
 EMAIL_KEY, PASSWORD_KEY, ERROR_KEY = "gk_sign_in_email", "gk_sign_in_password", "gk_sign_in_error"
+# Sign-ins in flight or not yet applied to their session, by session id: a lock held while the
+# password is checked, and the outcome, (user id, email) or an error message.
+_sign_in_locks: dict[str, threading.Lock] = {}
+_outcomes: dict[str, tuple[uuid.UUID, str] | str] = {}
+_outcomes_lock = threading.Lock()
 FIRST_RUN_HELP = (
     "**No admin exists yet.** Create the first one on the server, then sign in here:\n\n"
     "```\npython -m lib.cli create-user --email you@example.com --admin --password-stdin\n```\n"
@@ -48,6 +55,7 @@ def current_actor(runtime: Runtime) -> Actor | None:
     Also finishes a pending cookie write, and signs a new browser session in from a valid
     cookie (the authenticator checks its signature and expiry; the user must still exist).
     """
+    _apply_outcome()
     actor = signed_in_actor()
     restore = actor is None and not st.session_state.get("logout")
     credentials: dict[str, dict[str, str]] = {}
@@ -95,34 +103,69 @@ def _complete_sign_in(user_id: uuid.UUID, email: str) -> None:
         st.session_state[COOKIE_OP] = "set"
 
 
+def _session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
+
+
 def _submit_sign_in() -> None:
-    """Form callback: runs before the next script run, so that run already has the user."""
+    """Form callback: runs before the next script run, so that run already has the user.
+
+    With fastReruns, a rerun request arriving during the slow password check stops this run
+    and starts another at once, in another thread; this callback is then interrupted at its
+    next session_state access. So the outcome is parked in plain Python under a per-session
+    lock, and whichever run gets the lock next applies it (current_actor waits for it).
+    """
     email = st.session_state.get(EMAIL_KEY, "")
     password = st.session_state.get(PASSWORD_KEY, "")
+    session_id = _session_id()
+    with _outcomes_lock:
+        lock = _sign_in_locks.setdefault(session_id, threading.Lock())
+    with lock:
+        try:
+            with session_scope(Actor.service("app"), engine=get_runtime().engine) as session:
+                result = sign_in(session, email, password)
+            outcome = (result.user_id, result.email) if result.ok else result.message
+        except GeminiKeysError as error:
+            outcome = str(error)
+        except Exception:
+            log.exception("sign-in failed unexpectedly")
+            outcome = "Signing in is not possible right now; try again later."
+        with _outcomes_lock:
+            _outcomes[session_id] = outcome
     st.session_state[PASSWORD_KEY] = ""  # never kept in the session
-    try:
-        with session_scope(Actor.service("app"), engine=get_runtime().engine) as session:
-            result = sign_in(session, email, password)
-    except GeminiKeysError as error:
-        st.session_state[ERROR_KEY] = str(error)
+    _apply_outcome()
+
+
+def _apply_outcome() -> None:
+    """Wait for a sign-in in flight in this session, then apply its outcome (idempotent)."""
+    session_id = _session_id()
+    with _outcomes_lock:
+        lock = _sign_in_locks.get(session_id)
+    if lock is None:
         return
-    except Exception:
-        log.exception("sign-in failed unexpectedly")
-        st.session_state[ERROR_KEY] = "Signing in is not possible right now; try again later."
-        return
-    if not result.ok:
-        st.session_state[ERROR_KEY] = result.message
-        return
-    _complete_sign_in(result.user_id, result.email)
+    with lock, _outcomes_lock:
+        outcome = _outcomes.get(session_id)
+    if isinstance(outcome, str):
+        st.session_state[ERROR_KEY] = outcome
+    elif outcome is not None:
+        st.session_state.pop(ERROR_KEY, None)
+        _complete_sign_in(*outcome)
+    with _outcomes_lock:  # only once applied: an interruption above leaves it for the next run
+        _outcomes.pop(session_id, None)
+        if not lock.locked():
+            _sign_in_locks.pop(session_id, None)
 
 
 def sign_out() -> None:
     """Forget the user in this session and delete the cookie (also a button callback)."""
-    st.session_state.pop(SESSION_USER, None)
+    # Order matters if Streamlit interrupts this: the user is forgotten last, so a partial
+    # sign-out leaves them signed in (and they click again), never half signed in.
+    st.session_state["logout"] = True
     for key in AUTH_STATE:
         st.session_state[key] = None
-    st.session_state["logout"] = True
     st.session_state[COOKIE_OP] = "delete"
+    st.session_state.pop(SESSION_USER, None)
 
 
 def render_sign_in() -> None:
@@ -137,7 +180,7 @@ def render_sign_in() -> None:
         st.text_input("Password", type="password", key=PASSWORD_KEY,
                       autocomplete="current-password")
         st.form_submit_button("Sign in", type="primary", on_click=_submit_sign_in)
-    error = st.session_state.pop(ERROR_KEY, None)
+    error = st.session_state.get(ERROR_KEY)  # shown until the next attempt (reruns keep it)
     if error:
         st.error(error)
 
