@@ -311,6 +311,25 @@ def set_group(session: Session, key_id: uuid.UUID | str, group_label: str | None
                   {"group_label": group_label})
 
 
+def edit_key(session: Session, key_id: uuid.UUID | str, *, name: str,
+             group_label: str | None, active: bool, priority: int) -> list[str]:
+    """Apply a one-key edit form: each changed field is its own audited change.
+
+    Returns the names of the fields that changed. A bad field raises, and the caller's
+    transaction then stores none of them.
+    """
+    key = _load_for_update(session, key_id)
+    before = {"name": key.name, "group": key.group_label, "priority": key.priority,
+              "active": bool(key.is_active)}
+    rename_key(session, key.id, name)
+    set_group(session, key.id, group_label)
+    set_priority(session, key.id, priority)
+    set_active(session, key.id, active)
+    after = {"name": key.name, "group": key.group_label, "priority": key.priority,
+             "active": bool(key.is_active)}
+    return [field for field in before if before[field] != after[field]]
+
+
 def archive_key(session: Session, key_id: uuid.UUID | str) -> ApiKey:
     """Hide from the default list; the pool never picks an archived key."""
     key = _load_for_update(session, key_id)

@@ -11,6 +11,7 @@ from lib.ui.errors import friendly_errors  # noqa: E402
 from lib.ui.keys_widgets import (  # noqa: E402
     add_many_form,
     add_one_form,
+    edit_one_form,
     key_filters,
     keys_table,
     show_flash,
@@ -31,7 +32,8 @@ with friendly_errors("keys"):
                 "many at once (**Add many**). Get keys at https://aistudio.google.com/apikey; "
                 "keys of one Google Cloud project share its quotas, so give them that "
                 "project as their group.", icon="🔑")
-    else:
+    rows: list = []
+    if total:
         flt = key_filters(groups)
         with ctx.session() as session:
             rows = list_keys(session, flt, master=ctx.runtime.master_key)
@@ -42,8 +44,10 @@ with friendly_errors("keys"):
         else:
             st.info("No key matches these filters.")
 
-    add_one, add_many = st.tabs(["Add one", "Add many"])
+    add_one, add_many, edit_one = st.tabs(["Add one", "Add many", "Edit one"])
     with add_one:
         add_one_form(ctx, groups)
     with add_many:
         add_many_form(ctx)
+    with edit_one:
+        edit_one_form(ctx, rows)

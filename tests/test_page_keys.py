@@ -253,3 +253,43 @@ def test_check_action_asks_gemini_and_deactivates_an_invalid_key(db, admin_actor
     assert stored(db)["bad"][0] is False and stored(db)["good"][0] is True
     actions = [r["action"] for r in key_audit_rows(db)]
     assert actions.count("key_checked") == 2 and actions.count("key_auto_disabled") == 1
+
+
+def edit_form_inputs(at: AppTest):
+    name = next(w for w in at.text_input if w.label == "Name" and w.value == "edit-me")
+    group = next(w for w in at.text_input if w.label.startswith("Group (") and
+                 w.value == "old-project")
+    priority = next(w for w in at.number_input if w.label.startswith("Priority")
+                    and w.value == 5)
+    active = next(w for w in at.toggle if w.label.startswith("Active"))
+    return name, group, priority, active
+
+
+def test_edit_one_key_changes_each_field_with_its_own_audit_row(db, admin_actor):
+    seed(admin_actor, ("edit-me", 5, "old-project"))
+    at = page(admin_actor).run()
+    name, group, priority, active = edit_form_inputs(at)
+    name.input("edited")
+    group.input("new-project")
+    priority.set_value(7)
+    active.set_value(False)
+    button(at, "Save key").click().run()
+    assert not at.exception
+    assert "changed name, group, priority, active" in at.success[0].value
+    assert stored(db) == {"edited": (False, 7, False)}
+    actions = [r["action"] for r in key_audit_rows(db)]
+    assert actions.count("key_added") == 1 and len(actions) == 5
+    assert {"key_renamed", "key_group_changed", "key_priority_changed",
+            "key_deactivated"} <= set(actions)
+
+
+def test_edit_one_key_with_a_bad_field_stores_nothing(db, admin_actor):
+    seed(admin_actor, ("edit-me", 5, "old-project"), ("taken", 1, None))
+    at = page(admin_actor).run()
+    name, group, priority, active = edit_form_inputs(at)
+    group.input("another-project")
+    name.input("TAKEN")
+    button(at, "Save key").click().run()
+    assert "Not saved" in at.error[0].value and "already exists" in at.error[0].value
+    assert stored(db)["edit-me"] == (True, 5, False)
+    assert [r["action"] for r in key_audit_rows(db)] == ["key_added", "key_added"]

@@ -23,6 +23,7 @@ from lib.keys import (
     PRIORITY_MIN,
     add_key,
     archive_key,
+    edit_key,
     unarchive_key,
 )
 from lib.ui.guard import AdminContext
@@ -271,3 +272,36 @@ def add_many_form(ctx: AdminContext) -> None:
     st.markdown(f"**Preview:** {len(preview.to_add)} will be added, "
                 f"{len(preview.refused)} refused.")
     st.dataframe(pd.DataFrame(preview.rows()), hide_index=True)
+
+
+def edit_one_form(ctx: AdminContext, rows: list[dict[str, Any]]) -> None:
+    """Rename, regroup, switch on/off and reprioritise one key (each change audited)."""
+    show_flash("edit_one")
+    if not rows:
+        st.caption("No key to edit with these filters.")
+        return
+    by_label = {f"{r['name']} ({r['masked_hint']})": r for r in rows}
+    label = st.selectbox("Key", list(by_label), key="keys_edit_choice")
+    row = by_label[label]
+    with st.form(f"keys_edit_{row['id']}_{nonce()}"):
+        name = st.text_input("Name", row["name"], max_chars=100)
+        group = st.text_input("Group (Google Cloud project)", row["group_label"] or "",
+                              max_chars=100)
+        left, right = st.columns(2)
+        active = left.toggle("Active (the pool may use it)", bool(row["is_active"]))
+        priority = right.number_input("Priority (higher is preferred)", PRIORITY_MIN,
+                                      PRIORITY_MAX, int(row["priority"] or DEFAULT_PRIORITY),
+                                      step=1)
+        if not st.form_submit_button("Save key", type="primary"):
+            return
+    try:
+        with ctx.session() as session:
+            changed = edit_key(session, row["id"], name=name, group_label=group,
+                               active=active, priority=int(priority))
+    except GeminiKeysError as error:
+        st.error(f"Not saved: {error}")
+        return
+    if changed:
+        done(f"Saved {name.strip()}: changed {', '.join(changed)}.", where="edit_one")
+    else:
+        done("Nothing to save: no field changed.", "info", where="edit_one")
