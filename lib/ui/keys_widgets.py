@@ -276,7 +276,6 @@ def add_many_form(ctx: AdminContext) -> None:
 
 def edit_one_form(ctx: AdminContext, rows: list[dict[str, Any]]) -> None:
     """Rename, regroup, switch on/off and reprioritise one key (each change audited)."""
-    show_flash("edit_one")
     if not rows:
         st.caption("No key to edit with these filters.")
         return
@@ -301,7 +300,8 @@ def edit_one_form(ctx: AdminContext, rows: list[dict[str, Any]]) -> None:
     except GeminiKeysError as error:
         st.error(f"Not saved: {error}")
         return
+    # Shown at the top: the rerun opens the first tab again.
     if changed:
-        done(f"Saved {name.strip()}: changed {', '.join(changed)}.", where="edit_one")
+        done(f"Saved {name.strip()}: changed {', '.join(changed)}.")
     else:
-        done("Nothing to save: no field changed.", "info", where="edit_one")
+        done("Nothing to save: no field changed.", "info")
