@@ -26,7 +26,7 @@ PAGE_TIMEOUT_MS = 60_000  # generous: CI machines are shared
 @pytest.fixture(scope="session")
 def live_app(tmp_path_factory) -> Iterator[LiveApp]:
     if not SERVERS:
-        pytest.skip("no PostgreSQL server for the browser tests")
+        skip_or_fail("no PostgreSQL server for the browser tests")
     server = SERVERS[0]
     name = f"gk_e2e_{os.getpid()}"
     url = create_database(server, name)
@@ -38,11 +38,18 @@ def live_app(tmp_path_factory) -> Iterator[LiveApp]:
         drop_database(server, name)
 
 
+def skip_or_fail(reason: str) -> None:
+    """Locally a missing browser skips; in CI (CI=true) browser tests must never be skipped."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI must run the browser tests; .ci/run installs chromium)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def chromium():
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
+        skip_or_fail(f"{CHROMIUM} is not installed")
+    from playwright import sync_api  # a missing package is an error, not a skip
     playwright = sync_api.sync_playwright().start()
     try:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,

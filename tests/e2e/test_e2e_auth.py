@@ -12,6 +12,7 @@ import pytest
 from db.engine import REPO_ROOT, dispose_engines
 from tests.conftest import SERVERS, create_database, drop_database
 from tests.e2e.browser import sign_in, sign_in_form, sign_out, wait_for_app
+from tests.e2e.conftest import skip_or_fail
 from tests.e2e.live import run_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_server]
@@ -27,7 +28,7 @@ PAGE_TITLES = re.findall(r"""st\.Page\(\s*["']pages/[^"']+["'],\s*title=["']([^"
 def fresh_app(tmp_path_factory):
     """A server no session has visited yet: Streamlit still routes pages/<name> by URL."""
     if not SERVERS:
-        pytest.skip("no PostgreSQL server")
+        skip_or_fail("no PostgreSQL server")
     name = f"gk_e2e_fresh_{os.getpid()}"
     url = create_database(SERVERS[0], name)
     try:
