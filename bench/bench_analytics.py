@@ -11,22 +11,19 @@ days (1,825,000 rows; skipped with --quick). Databases are dropped at the end.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
-from db.engine import REPO_ROOT, dispose_engines, get_engine, resolve_database_url
-from db.migrate import upgrade
+from bench.common import bench_environment, row, scratch_database
+from db.engine import REPO_ROOT, get_engine
 from db.session import Actor, session_scope
 
 PAGE = str(REPO_ROOT / "pages" / "analytics.py")
@@ -53,11 +50,6 @@ SELECT key_id, day, req, req - f - rl, f, rl, lat FROM (
 """
 
 
-def server_admin_url() -> str:
-    return resolve_database_url({k: v for k, v in os.environ.items()
-                                 if k in ("DATABASE_URL", "GEMINI_KEYS_DATA_DIR")})
-
-
 @contextmanager
 def bench_database(base: str, keys: int, days: int) -> Iterator[str]:
     """A migrated database on server `base` with `keys` encrypted keys × `days` days of
@@ -65,15 +57,8 @@ def bench_database(base: str, keys: int, days: int) -> Iterator[str]:
     from lib.demo import bulk_demo_keys
     from lib.runtime import build_runtime
 
-    name = f"gk_bench_analytics_{keys}_{days}_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(f"gk_bench_analytics_{keys}_{days}_{os.getpid()}", base) as url:
         engine = get_engine(url)
-        upgrade(engine)
         os.environ["DATABASE_URL"] = url
         runtime = build_runtime()
         with session_scope(Actor.service("system"), engine=engine) as session:
@@ -85,11 +70,6 @@ def bench_database(base: str, keys: int, days: int) -> Iterator[str]:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))  # what autovacuum does after a load
         yield url
-    finally:
-        dispose_engines()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def render(url: str, preset: str = "30 days") -> float:
@@ -132,50 +112,33 @@ def interleaved(repeats: int, measure: Callable[[], float], baseline: Callable[[
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
-def row(name: str, measured: float, baseline_name: str, baseline: float, aim: str) -> dict:
-    return {"name": name, "measured_s": measured, "baseline_name": baseline_name,
-            "baseline_s": baseline, "ratio": measured / baseline, "aim": aim}
-
-
 def run(quick: bool = False) -> list[dict]:
     repeats = 3 if quick else 7
-    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY",
-                                             "GEMINI_KEYS_DATA_DIR")}
-    server = server_admin_url()  # before DATABASE_URL is pointed at the bench databases
     results: list[dict] = []
     small_label = "same page @ 10 keys × 30 days"
-    with tempfile.TemporaryDirectory() as data_dir:
-        os.environ["GEMINI_KEYS_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
-        os.environ["GEMINI_KEYS_DATA_DIR"] = data_dir
-        try:
-            sizes = [(500, 365)] + ([] if quick else [(5000, 365)])
-            with bench_database(server, 10, 30) as small:
-                for keys, days in sizes:
-                    started = time.perf_counter()
-                    with bench_database(server, keys, days) as big:
-                        print(f"  loaded {keys:,} keys × {days} days in "
-                              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
-                        label = f"{keys:,} keys × {days} days ({keys * days:,} rows)"
-                        aim = AIM if keys == 500 else "info"
-                        for name, measure, baseline, base_name in (
-                            ("analytics page, last 30 days", lambda u=big: render(u),
-                             lambda: render(small), small_label),
-                            ("analytics page, 365-day preset",
-                             lambda u=big: render(u, "365 days"), lambda: render(small),
-                             small_label),
-                            ("analytics queries alone, last 30 days", lambda u=big: queries(u),
-                             lambda: queries(small), "same queries @ 10 keys × 30 days"),
-                        ):
-                            big_s, small_s = interleaved(repeats, measure, baseline)
-                            results.append(row(f"{name} @ {label}", big_s, base_name, small_s,
-                                               aim if name.endswith("last 30 days")
-                                               and "page" in name else "info"))
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with bench_environment() as server:
+        sizes = [(500, 365)] + ([] if quick else [(5000, 365)])
+        with bench_database(server, 10, 30) as small:
+            for keys, days in sizes:
+                started = time.perf_counter()
+                with bench_database(server, keys, days) as big:
+                    print(f"  loaded {keys:,} keys × {days} days in "
+                          f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+                    label = f"{keys:,} keys × {days} days ({keys * days:,} rows)"
+                    aim = AIM if keys == 500 else "info"
+                    for name, measure, baseline, base_name in (
+                        ("analytics page, last 30 days", lambda u=big: render(u),
+                         lambda: render(small), small_label),
+                        ("analytics page, 365-day preset",
+                         lambda u=big: render(u, "365 days"), lambda: render(small),
+                         small_label),
+                        ("analytics queries alone, last 30 days", lambda u=big: queries(u),
+                         lambda: queries(small), "same queries @ 10 keys × 30 days"),
+                    ):
+                        big_s, small_s = interleaved(repeats, measure, baseline)
+                        results.append(row(f"{name} @ {label}", big_s, base_name, small_s,
+                                           aim if name.endswith("last 30 days")
+                                           and "page" in name else "info"))
     return results
 
 

@@ -21,24 +21,21 @@ An extra row times the page over the whole history, where the counts read every 
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import functools
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
-from db.engine import REPO_ROOT, dispose_engines, get_engine, resolve_database_url
-from db.migrate import upgrade
+from bench.common import bench_environment, row, scratch_database
+from db.engine import REPO_ROOT, get_engine
 from db.session import Actor, session_scope
 from lib.audit import Action
 from lib.audit_queries import AuditFilter, Cursor, action_counts, day_range, fetch_page
@@ -76,28 +73,11 @@ INSERT INTO gemini_key_audit_log (key_id, action, user_id, created_at, details)
 """
 
 
-def server_admin_url() -> str:
-    return resolve_database_url({k: v for k, v in os.environ.items()
-                                 if k in ("DATABASE_URL", "GEMINI_KEYS_DATA_DIR")})
-
-
-def with_database(url: str, name: str) -> str:
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
 @contextmanager
-def bench_database(rows: int) -> Iterator[str]:
+def bench_database(base: str, rows: int) -> Iterator[str]:
     """A migrated database holding `rows` audit rows; dropped afterwards."""
-    base = server_admin_url()
-    name = f"gk_bench_audit_{rows}_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = with_database(base, name)
-    try:
+    with scratch_database(f"gk_bench_audit_{rows}_{os.getpid()}", base) as url:
         engine = get_engine(url)
-        upgrade(engine)
         with engine.begin() as connection:
             # Text search is not measured here; its GIN index would triple the load time.
             connection.execute(text("DROP INDEX IF EXISTS idx_audit_log_details_trgm"))
@@ -107,11 +87,6 @@ def bench_database(rows: int) -> Iterator[str]:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))  # what autovacuum does after a load
         yield url
-    finally:
-        dispose_engines()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 ADMIN = Actor.user(uuid.UUID("00000000-0000-0000-0000-000000000001"), "admin1@example.com")
@@ -217,45 +192,30 @@ def paired_medians(repeats: int, big: Callable, small: Callable) -> tuple[float,
 def run(quick: bool = False) -> list[dict]:
     big_rows, small_rows = (100_000 if quick else 1_000_000), 1_000
     repeats = 3 if quick else 9
-    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY",
-                                             "GEMINI_KEYS_DATA_DIR")}
-    server = server_admin_url()  # before DATABASE_URL is pointed at the bench databases
-    os.environ["DATABASE_URL"] = server
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as data_dir:
-        os.environ["GEMINI_KEYS_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
-        os.environ["GEMINI_KEYS_DATA_DIR"] = data_dir
-        try:
-            started = time.perf_counter()
-            with bench_database(big_rows) as big, bench_database(small_rows) as small:
-                print(f"  loaded {big_rows:,} + {small_rows:,} audit rows in "
-                      f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
-                cursors = {big: deep_position(big), small: deep_position(small)}
-                for label, (scenarios, measure) in {
-                    "page": (page_scenarios, lambda url, s: render(url, s)),
-                    "query": (query_scenarios, lambda url, s: s(url)),
-                }.items():
-                    names = list(scenarios(cursors[big]))
-                    for name in names:
-                        pair = [functools.partial(measure, url, scenarios(cursors[url])[name])
-                                for url in (big, small)]
-                        for warm_up in pair:  # runtime, caches, plans
-                            warm_up()
-                        big_s, small_s = paired_medians(repeats, *pair)
-                        rows.append({
-                            "name": f"audit {label}: {name} @ {big_rows:,} rows",
-                            "measured_s": big_s,
-                            "baseline_name": f"same @ {small_rows:,} rows",
-                            "baseline_s": small_s,
-                            "ratio": big_s / small_s,
-                            "aim": AIM if label == "page" and "whole" not in name else "info",
-                        })
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with bench_environment() as server:
+        os.environ["DATABASE_URL"] = server
+        started = time.perf_counter()
+        with bench_database(server, big_rows) as big, \
+                bench_database(server, small_rows) as small:
+            print(f"  loaded {big_rows:,} + {small_rows:,} audit rows in "
+                  f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+            cursors = {big: deep_position(big), small: deep_position(small)}
+            for label, (scenarios, measure) in {
+                "page": (page_scenarios, lambda url, s: render(url, s)),
+                "query": (query_scenarios, lambda url, s: s(url)),
+            }.items():
+                names = list(scenarios(cursors[big]))
+                for name in names:
+                    pair = [functools.partial(measure, url, scenarios(cursors[url])[name])
+                            for url in (big, small)]
+                    for warm_up in pair:  # runtime, caches, plans
+                        warm_up()
+                    big_s, small_s = paired_medians(repeats, *pair)
+                    rows.append(row(
+                        f"audit {label}: {name} @ {big_rows:,} rows", big_s,
+                        f"same @ {small_rows:,} rows", small_s,
+                        AIM if label == "page" and "whole" not in name else "info"))
     return rows
 
 

@@ -9,21 +9,18 @@ alone, and a search that narrows 5,000 keys to a few. Databases are dropped at t
 
 from __future__ import annotations
 
-import base64
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
-from db.engine import REPO_ROOT, dispose_engines, get_engine, resolve_database_url
-from db.migrate import upgrade
+from bench.common import bench_environment, row, scratch_database
+from db.engine import REPO_ROOT, get_engine
 from db.session import Actor, session_scope
 
 PAGE = str(REPO_ROOT / "pages" / "keys.py")
@@ -31,27 +28,14 @@ AIM = "≤ 3×, < 2 s"
 ADMIN = Actor.user(uuid.UUID("00000000-0000-0000-0000-0000000000b4"), "bench-keys@example.com")
 
 
-def _server_url() -> str:
-    return resolve_database_url({k: v for k, v in os.environ.items()
-                                 if k in ("DATABASE_URL", "GEMINI_KEYS_DATA_DIR")})
-
-
 @contextmanager
-def keys_database(count: int) -> Iterator[str]:
+def keys_database(base: str, count: int) -> Iterator[str]:
     """A migrated database with `count` encrypted keys and one admin; dropped afterwards."""
     from lib.demo import bulk_demo_keys
     from lib.runtime import build_runtime
 
-    base = _server_url()
-    name = f"gk_bench_keys_{count}_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(f"gk_bench_keys_{count}_{os.getpid()}", base) as url:
         engine = get_engine(url)
-        upgrade(engine)
         os.environ["DATABASE_URL"] = url
         runtime = build_runtime(apply_migrations=False)
         with engine.begin() as connection:
@@ -66,11 +50,6 @@ def keys_database(count: int) -> Iterator[str]:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))
         yield url
-    finally:
-        dispose_engines()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def render(url: str, expected_rows: int, search: str = "") -> float:
@@ -104,45 +83,27 @@ def median_of(repeats: int, measure: Callable[[], float]) -> float:
     return statistics.median(measure() for _ in range(repeats))
 
 
-def row(name: str, measured: float, baseline_name: str, baseline: float, aim: str) -> dict:
-    return {"name": name, "measured_s": measured, "baseline_name": baseline_name,
-            "baseline_s": baseline, "ratio": measured / baseline, "aim": aim}
-
-
 def run(quick: bool = False) -> list[dict]:
     repeats = 3 if quick else 7
     big_count = 5000
-    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY",
-                                             "GEMINI_KEYS_DATA_DIR")}
-    os.environ["DATABASE_URL"] = _server_url()
     results: list[dict] = []
-    with tempfile.TemporaryDirectory() as data_dir:
-        os.environ["GEMINI_KEYS_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
-        os.environ["GEMINI_KEYS_DATA_DIR"] = data_dir
-        try:
-            with keys_database(10) as small:
-                small_page = median_of(repeats, lambda: render(small, 10))
-                small_query = median_of(repeats, lambda: query(small))
-                started = time.perf_counter()
-                with keys_database(big_count) as big:
-                    print(f"  seeded {big_count:,} keys in {time.perf_counter() - started:.1f} s",
-                          file=sys.stderr)
-                    page = median_of(repeats, lambda: render(big, big_count))
-                    results.append(row(f"keys page @ {big_count:,} keys", page,
-                                       "same page @ 10 keys", small_page, AIM))
-                    # demo names end in a 5-digit counter: "0000" matches keys 1-9 only.
-                    searched = median_of(repeats, lambda: render(big, 9, search="-0000"))
-                    results.append(row(f"keys page, search → 9 of {big_count:,} keys", searched,
-                                       "same page @ 10 keys", small_page, "info"))
-                    q = median_of(repeats, lambda: query(big))
-                    results.append(row(f"list_keys query alone @ {big_count:,} keys", q,
-                                       "same query @ 10 keys", small_query, "info"))
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with bench_environment() as server, keys_database(server, 10) as small:
+        small_page = median_of(repeats, lambda: render(small, 10))
+        small_query = median_of(repeats, lambda: query(small))
+        started = time.perf_counter()
+        with keys_database(server, big_count) as big:
+            print(f"  seeded {big_count:,} keys in {time.perf_counter() - started:.1f} s",
+                  file=sys.stderr)
+            page = median_of(repeats, lambda: render(big, big_count))
+            results.append(row(f"keys page @ {big_count:,} keys", page,
+                               "same page @ 10 keys", small_page, AIM))
+            # demo names end in a 5-digit counter: "0000" matches keys 1-9 only.
+            searched = median_of(repeats, lambda: render(big, 9, search="-0000"))
+            results.append(row(f"keys page, search → 9 of {big_count:,} keys", searched,
+                               "same page @ 10 keys", small_page, "info"))
+            q = median_of(repeats, lambda: query(big))
+            results.append(row(f"list_keys query alone @ {big_count:,} keys", q,
+                               "same query @ 10 keys", small_query, "info"))
     return results
 
 

@@ -8,10 +8,10 @@ server) and dropped afterwards. Aim: each ratio <= 2.
 
 from __future__ import annotations
 
-import base64
 import os
 import random
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,9 +19,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from psycopg2.extras import execute_values
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from bench.common import bench_environment, row, scratch_database
 from db.session import Actor, session_scope
 from lib.crypto import encrypt_api_key, fingerprint, masked_hint
 from lib.pool import ACQUIRE_SQL, KeyPool
@@ -68,27 +67,11 @@ def seed_keys(runtime, count: int, *, seed: int = 7, start: int = 0) -> None:
 @contextmanager
 def scratch_runtime() -> Iterator[object]:
     """A migrated throwaway database and a Runtime on it; dropped afterwards."""
-    from db.engine import REPO_ROOT, dispose_engines, start_embedded_postgres
     from lib.runtime import build_runtime
-    from tests.conftest import LOCAL_URL, local_server_answers
 
-    base = LOCAL_URL if local_server_answers() else start_embedded_postgres(
-        REPO_ROOT / ".data" / "test-pg")
-    name = f"gk_bench_pool_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    env = {"DATABASE_URL": url, "GEMINI_KEYS_MASTER_KEY": base64.b64encode(os.urandom(32))
-           .decode(), "GEMINI_KEYS_DATA_DIR": f"/tmp/{name}"}  # noqa: S108 - a scratch dir
-    try:
-        yield build_runtime(env=env)
-    finally:
-        dispose_engines()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with bench_environment() as server, \
+            scratch_database(f"gk_bench_pool_{os.getpid()}", server) as url:
+        yield build_runtime(env={**os.environ, "DATABASE_URL": url})
 
 
 def _per_call(fn: Callable[[], object], n: int) -> float:
@@ -124,18 +107,15 @@ def run(quick: bool = False) -> list[dict]:
             pool = KeyPool(runtime)
             started = time.perf_counter()
             result = measure(pool, n, rounds)
-            print(f"measured at {size} keys in {time.perf_counter() - started:.1f} s")
+            print(f"  measured at {size} keys in {time.perf_counter() - started:.1f} s",
+                  file=sys.stderr)
             for op in ("acquire", "record"):
-                rows.append({
-                    "name": f"pool {op} ({size:,} keys)", "measured_s": result[op],
-                    "baseline_name": "SELECT 1, same pool", "baseline_s": result["select1"],
-                    "ratio": result[op] / result["select1"], "aim": AIM,
-                })
+                rows.append(row(f"pool {op} ({size:,} keys)", result[op],
+                                "SELECT 1, same pool", result["select1"], AIM))
     return rows
 
 
 if __name__ == "__main__":
-    for row in run(quick=bool(os.environ.get("QUICK"))):
-        print(f"{row['name']:<28} {row['measured_s'] * 1e6:8.1f} us  "
-              f"{row['baseline_name']} {row['baseline_s'] * 1e6:8.1f} us  "
-              f"ratio {row['ratio']:.2f}")
+    from bench.__main__ import render as table
+
+    print(table(run(quick="--quick" in sys.argv), markdown="--markdown" in sys.argv))

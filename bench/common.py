@@ -1,0 +1,69 @@
+"""What every benchmark shares: a scratch database, a clean environment, the row format."""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from db.engine import dispose_engines, get_engine, resolve_database_url
+from db.migrate import upgrade
+
+ENV_NAMES = ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY", "GEMINI_KEYS_DATA_DIR")
+
+
+def server_url() -> str:
+    """The server to benchmark on: DATABASE_URL's, else the embedded one."""
+    return resolve_database_url({k: v for k, v in os.environ.items()
+                                 if k in ("DATABASE_URL", "GEMINI_KEYS_DATA_DIR")})
+
+
+@contextmanager
+def scratch_database(name: str, base: str | None = None) -> Iterator[str]:
+    """A new migrated database `name` on `base` (default: server_url()); dropped afterwards."""
+    base = base or server_url()
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(get_engine(url))
+        yield url
+    finally:
+        dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def bench_environment() -> Iterator[str]:
+    """A random master key and a temporary data dir; the caller's environment comes back after.
+
+    Yields the server URL, resolved before DATABASE_URL is pointed at scratch databases.
+    """
+    saved = {k: os.environ.get(k) for k in ENV_NAMES}
+    server = server_url()
+    with tempfile.TemporaryDirectory() as data_dir:
+        os.environ["GEMINI_KEYS_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
+        os.environ["GEMINI_KEYS_DATA_DIR"] = data_dir
+        try:
+            yield server
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def row(name: str, measured: float, baseline_name: str, baseline: float, aim: str) -> dict:
+    """One line of `python -m bench`'s table."""
+    return {"name": name, "measured_s": measured, "baseline_name": baseline_name,
+            "baseline_s": baseline, "ratio": measured / baseline, "aim": aim}
