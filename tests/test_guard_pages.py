@@ -19,6 +19,7 @@ from db.engine import REPO_ROOT
 from db.session import Actor, session_scope
 from lib.keys import add_key
 from lib.runtime import build_runtime
+from tests.apptest_helpers import rendered_text as rendered
 from tests.conftest import make_user
 from tests.keys_helpers import fake_key
 
@@ -71,21 +72,6 @@ def signed_in(at: AppTest, actor: Actor | None) -> AppTest:
     if actor is not None:
         at.session_state["gk_user"] = {"id": str(actor.user_id), "email": actor.email}
     return at
-
-
-def rendered(at: AppTest) -> str:
-    """Every element's protobuf as text: titles, markdown, tables' Arrow bytes, charts' JSON."""
-    parts: list[str] = []
-
-    def walk(node) -> None:
-        proto = getattr(node, "proto", None)
-        if proto is not None:
-            parts.append(str(proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    return "\n".join(parts)
 
 
 def run_page(page: str, actor: Actor | None, *, via_app: bool) -> AppTest:

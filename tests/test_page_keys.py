@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from db.session import session_scope
 from lib import keys
 from lib.runtime import build_runtime
+from tests.apptest_helpers import rendered_text as apptest_rendered_text
 from tests.keys_helpers import fake_key, key_audit_rows
 
 pytestmark = pytest.mark.one_server
@@ -22,19 +23,8 @@ def page(actor=None) -> AppTest:
 
 
 def rendered_text(at: AppTest) -> str:
-    """Every element's protobuf as text (dataframes included, as their Arrow bytes)."""
-    parts = []
-
-    def walk(node):
-        proto = getattr(node, "proto", None)
-        if proto is not None:
-            parts.append(str(proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    parts += [str(w.value) for w in at.text_input] + [str(w.value) for w in at.text_area]
-    return "\n".join(parts)
+    """Every element's protobuf as text (dataframes included), and what was typed."""
+    return apptest_rendered_text(at, include_inputs=True)
 
 
 def button(at: AppTest, label_start: str):

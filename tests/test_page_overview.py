@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from db.session import Actor, session_scope
 from lib.audit import Action, write_audit
 from lib.stats import utc_today
+from tests.apptest_helpers import rendered_text
 from tests.stats_fixtures import insert_key, insert_stat
 
 pytestmark = pytest.mark.one_server
@@ -113,16 +114,3 @@ def test_page_is_blocked_for_non_admins(fleet, member_actor, who):
         assert any(w.label == "Password" for w in at.text_input)  # the sign-in form
 
 
-def rendered_text(at: AppTest) -> str:
-    """Every element's protobuf as text."""
-    parts = []
-
-    def walk(node):
-        proto = getattr(node, "proto", None)
-        if proto is not None:
-            parts.append(str(proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    return "\n".join(parts)
