@@ -173,7 +173,8 @@ def _lifecycle_events(session: Session, by_role: dict[str, KeyProfile],
     events = []
     if "failing" in by_role:
         key = by_role["failing"]
-        reason = "demo: 5 consecutive failures (503 UNAVAILABLE)"
+        # As the pool would: 503s never count against a key, failures the key causes do.
+        reason = "demo: 5 consecutive failures (last: 401 UNAUTHENTICATED)"
         session.execute(text("UPDATE gemini_api_keys SET is_active = false, consecutive_failures"
                              " = 5, disabled_reason = :r WHERE id = :id"),
                         {"r": reason, "id": key.key_id})
