@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from lib.crypto import (
     MasterKeyError,
     generate_master_key_b64,
 )
+from lib.secret_files import publish_secret_file
 
 DEV_KEY_FILENAME = "master.key"
 # 32 random bytes hold ~30 distinct values; fewer than this is a hand-made or patterned key.
@@ -37,27 +37,13 @@ def _secret(secrets: Mapping[str, Any] | None, name: str) -> Any:
 
 
 def _create_dev_key(path: Path) -> None:
-    """Publish a new key file atomically: mode 0600 from the first byte, never partial."""
-    # Unique per call: Streamlit sessions are threads of one process, so a pid is not enough.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(generate_master_key_b64() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        # link() fails if another process got there first; then we use its key.
-        os.link(tmp, path)
+    if publish_secret_file(path, generate_master_key_b64()):
         log.warning(
             "DEVELOPMENT master key generated at %s; set %s in production "
             "(keys encrypted with this file are unreadable without it)",
             path,
             MASTER_KEY_ENV,
         )
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_dev_key(path: Path) -> MasterKey:

@@ -19,7 +19,6 @@ Concurrency (why the lock order matters):
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +37,7 @@ from lib.crypto import (
     verify_check_value,
 )
 from lib.errors import InvalidInput
+from lib.secret_files import publish_secret_file
 
 BATCH_SIZE = 100
 Progress = Callable[[int, int], None]  # (keys re-encrypted so far, total)
@@ -124,14 +124,8 @@ def write_key_file(path: Path, master_key_b64: str) -> Path:
     """Create `path` with mode 0600 (never overwrite); the key is on disk before it is used."""
     path = path.expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        raise InvalidInput(f"{path} already exists; choose another --new-key-file") from None
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(master_key_b64 + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    if not publish_secret_file(path, master_key_b64):
+        raise InvalidInput(f"{path} already exists; choose another --new-key-file")
     return path
 
 

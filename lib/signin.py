@@ -26,6 +26,7 @@ from db.models import AuthUser, SignInAttempt
 from lib.audit import Action, write_audit
 from lib.config import MIN_COOKIE_KEY_BYTES, Settings, looks_like_placeholder
 from lib.errors import ConfigurationError, InvalidInput
+from lib.secret_files import publish_secret_file
 from lib.users import bcrypt_rounds, find_user, normalise_email, password_matches
 
 log = logging.getLogger("gemini_keys")
@@ -172,21 +173,9 @@ def _number(settings: Settings, name: str, *, minimum: float, maximum: float) ->
 
 
 def _create_dev_cookie_key(path: Path) -> None:
-    """Publish a new key file atomically, mode 0600 from the first byte (as master.key)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secrets.token_urlsafe(48) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)  # fails if another process won the race; then we use its key
+    if publish_secret_file(path, secrets.token_urlsafe(48)):
         log.warning("DEVELOPMENT cookie key generated at %s; set GEMINI_KEYS_COOKIE_KEY in "
                     "production", path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_dev_cookie_key(path: Path) -> str:
