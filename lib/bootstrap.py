@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,5 @@ def require_current_schema(engine: Engine) -> None:
 
 def load_settings(env: Mapping[str, str] | None = None,
                   secrets: Mapping[str, Any] | None = None) -> Settings:
-    import os
-
+    """Settings from `env` (default: the process environment) and optional st.secrets."""
     return Settings.load(os.environ if env is None else env, secrets)
