@@ -13,7 +13,14 @@ def wait_for_app(page) -> None:
 
 
 def sign_in_form(page):
-    """The password box of the sign-in form (waits until it is there)."""
+    """The password box of the sign-in form (waits until it is there, and only once).
+
+    Right after a page switch (sign-out, a deep link) Streamlit can briefly show the previous
+    run's form beside the new one until its stale elements are cleared; wait that out. A
+    second form that stays is a bug, and the wait then fails.
+    """
+    page.wait_for_function("""() => [...document.querySelectorAll('input[type=password]')]
+        .filter(e => e.offsetParent !== null).length === 1""")
     box = page.get_by_role("textbox", name="Password")
     box.wait_for()
     return box
