@@ -93,7 +93,8 @@ def load_master_key(
         ("secrets", lambda n: _secret(secrets, n)),
     ):
         value = lookup(MASTER_KEY_ENV)
-        if value is not None:
+        # Empty means unset (Settings lists every name, with "" for the unset ones).
+        if value is not None and str(value).strip():
             master = MasterKey.from_base64(value, source=f"{MASTER_KEY_ENV} ({source})")
             if not allow_dev_default:
                 refuse_weak_key(master, data_dir, f"{MASTER_KEY_ENV} ({source})")
