@@ -32,7 +32,11 @@ def fresh_app(tmp_path_factory):
     name = f"gk_e2e_fresh_{os.getpid()}"
     url = create_database(SERVERS[0], name)
     try:
-        with run_app(url, tmp_path_factory.mktemp("e2e-fresh")) as app:
+        # Nothing configured but the database, as after `pip install` + `streamlit run`:
+        # the development master and cookie keys are generated on first start.
+        with run_app(url, tmp_path_factory.mktemp("e2e-fresh"),
+                     extra_env={"GEMINI_KEYS_MASTER_KEY": "", "GEMINI_KEYS_COOKIE_KEY": ""}
+                     ) as app:
             yield app
     finally:
         dispose_engines()
@@ -55,6 +59,7 @@ def test_anonymous_visit_to_every_page_url_shows_only_the_sign_in_form(fresh_app
         sign_in_form(page)
         assert headings(page) == ["Gemini Key Manager"], path
         body = page.inner_text("body")
+        assert "Development master key in use" in body, path
         for title in PAGE_TITLES:
             assert page.get_by_role("heading", name=title).count() == 0, (path, title)
         assert fresh_app.admin_email not in body
