@@ -28,6 +28,19 @@ def dump_text(db) -> str:
     return "\n".join(row for rows in dump_tables(db).values() for row in rows)
 
 
+def every_table_as_text(db) -> str:
+    """Every row of every table in the public and auth schemas, read as the owner: what a
+    pg_dump would hold, including tables added after this was written."""
+    with db.engine.connect() as connection:
+        tables = connection.execute(text(
+            "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables"
+            " WHERE table_type = 'BASE TABLE' AND table_schema IN ('public', 'auth')"
+        )).scalars().all()
+        assert "public.gemini_api_keys" in tables and "auth.users" in tables
+        return "\n".join(row for table in tables for row in connection.execute(
+            text(f"SELECT t::text FROM {table} t")).scalars())
+
+
 def audit_rows(db, action: str | None = None) -> list[dict]:
     query = "SELECT action, key_id, user_id, details FROM gemini_key_audit_log"
     if action:

@@ -15,7 +15,7 @@ from lib import keys
 from lib.cli import cli
 from lib.key_import import import_keys
 from lib.runtime import build_runtime
-from tests.keys_helpers import fake_key
+from tests.keys_helpers import every_table_as_text, fake_key
 from tests.test_page_keys import button, current_editor_key, rendered_text
 
 pytestmark = pytest.mark.one_server
@@ -33,18 +33,6 @@ def raw_logs(caplog, monkeypatch):
     caplog.set_level(logging.DEBUG, logger=logging_setup.LOGGER_NAME)
     caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
     return caplog
-
-
-def every_table_as_text(db) -> str:
-    """Every row of every table in the public and auth schemas, read as the owner."""
-    with db.engine.connect() as connection:
-        tables = connection.execute(text(
-            "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) "
-            "FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-            "AND table_schema IN ('public', 'auth')")).scalars().all()
-        assert "public.gemini_api_keys" in tables and "auth.users" in tables
-        return "\n".join(row for table in tables for row in connection.execute(
-            text(f"SELECT t::text FROM {table} t")).scalars())
 
 
 def log_text(caplog) -> str:

@@ -31,6 +31,7 @@ from lib.cli import cli
 from lib.crypto import MasterKey, generate_master_key_b64
 from tests.conftest import TEST_MASTER_KEY, make_user
 from tests.fake_gemini import FakeGemini
+from tests.keys_helpers import every_table_as_text
 
 PAGES = ("overview", "keys", "analytics", "audit", "admins")
 
@@ -257,17 +258,6 @@ def rendered_pages(scan: Scan) -> list[tuple[str, str]]:
     return rendered
 
 
-def database_dump(db) -> str:
-    """Every row of every table in public and auth, as text (what pg_dump would hold)."""
-    with db.engine.connect() as connection:
-        tables = connection.execute(text(
-            "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.tables"
-            " WHERE table_schema IN ('public', 'auth') AND table_type = 'BASE TABLE'"
-        )).scalars().all()
-        return "\n".join(row for table in tables for row in connection.execute(
-            text(f"SELECT t::text FROM {table} t")).scalars())
-
-
 @pytest.mark.one_server
 def test_no_flow_leaks_a_key_anywhere(db, tmp_path, caplog, capfd, monkeypatch):
     monkeypatch.setenv("GEMINI_KEYS_LOG_LEVEL", "DEBUG")
@@ -278,7 +268,7 @@ def test_no_flow_leaks_a_key_anywhere(db, tmp_path, caplog, capfd, monkeypatch):
         scan = Scan(db, tmp_path, admin, fake)
         for run in FLOWS:
             run(scan)
-        places = [*scan.outputs, ("database", database_dump(db))]
+        places = [*scan.outputs, ("database", every_table_as_text(db))]
         places += [(f"file {p.name}", p.read_text()) for p in scan.files if p.exists()]
         places += [(f"missing file {p.name}", "") for p in scan.files if not p.exists()]
         monkeypatch.setenv("GEMINI_KEYS_MASTER_KEY", scan.master_b64)  # restart after rotation
