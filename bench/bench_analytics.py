@@ -22,7 +22,13 @@ from contextlib import contextmanager
 
 from sqlalchemy import text
 
-from bench.common import bench_environment, row, scratch_database
+from bench.common import (
+    bench_environment,
+    row,
+    scratch_database,
+    seed_admin,
+    vacuum_analyze,
+)
 from db.engine import REPO_ROOT, get_engine
 from db.session import Actor, session_scope
 
@@ -30,10 +36,6 @@ PAGE = str(REPO_ROOT / "pages" / "analytics.py")
 AIM = "≤ 1.5×, < 1 s"
 ADMIN = Actor.user(uuid.UUID("00000000-0000-0000-0000-0000000000a1"), "bench@example.com")
 
-SEED_ADMIN = """
-INSERT INTO auth.users (id, email) VALUES (:id, :email);
-INSERT INTO user_profiles (user_id, is_admin) VALUES (:id, true);
-"""
 # Weekly rhythm and noise; volatile random() in a sub-select so every row draws its own.
 SEED_STATS = """
 INSERT INTO gemini_key_usage_stats (key_id, date, request_count, success_count, failure_count,
@@ -63,12 +65,10 @@ def bench_database(base: str, keys: int, days: int) -> Iterator[str]:
         runtime = build_runtime()
         with session_scope(Actor.service("system"), engine=engine) as session:
             bulk_demo_keys(session, runtime.master_key, keys)
+        seed_admin(engine, ADMIN)
         with engine.begin() as connection:
-            for statement in SEED_ADMIN.strip().split(";\n"):
-                connection.execute(text(statement), {"id": ADMIN.user_id, "email": ADMIN.email})
             connection.execute(text(SEED_STATS), {"days": days})
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("VACUUM ANALYZE"))  # what autovacuum does after a load
+        vacuum_analyze(engine)
         yield url
 
 

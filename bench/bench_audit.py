@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from bench.common import bench_environment, row, scratch_database
+from bench.common import bench_environment, row, scratch_database, vacuum_analyze
 from db.engine import REPO_ROOT, get_engine
 from db.session import Actor, session_scope
 from lib.audit import Action
@@ -84,8 +84,7 @@ def bench_database(base: str, rows: int) -> Iterator[str]:
             span = SPAN * (rows / DENSITY_ROWS)
             connection.execute(text(SEED), {"keys": KEYS, "rows": rows, "span": span,
                                             "actions": [a.value for a in Action]})
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("VACUUM ANALYZE"))  # what autovacuum does after a load
+        vacuum_analyze(engine)
         yield url
 
 

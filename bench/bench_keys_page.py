@@ -19,7 +19,13 @@ from contextlib import contextmanager
 
 from sqlalchemy import text
 
-from bench.common import bench_environment, row, scratch_database
+from bench.common import (
+    bench_environment,
+    row,
+    scratch_database,
+    seed_admin,
+    vacuum_analyze,
+)
 from db.engine import REPO_ROOT, get_engine
 from db.session import Actor, session_scope
 
@@ -38,17 +44,12 @@ def keys_database(base: str, count: int) -> Iterator[str]:
         engine = get_engine(url)
         os.environ["DATABASE_URL"] = url
         runtime = build_runtime(apply_migrations=False)
-        with engine.begin() as connection:
-            connection.execute(text("INSERT INTO auth.users (id, email) VALUES (:id, :email)"),
-                               {"id": ADMIN.user_id, "email": ADMIN.email})
-            connection.execute(text("INSERT INTO user_profiles (user_id, is_admin) "
-                                    "VALUES (:id, true)"), {"id": ADMIN.user_id})
+        seed_admin(engine, ADMIN)
         with session_scope(Actor.service("system", ADMIN.user_id), engine=engine) as session:
             bulk_demo_keys(session, runtime.master_key, count)
             session.execute(text("UPDATE gemini_api_keys SET created_by = :id"),
                             {"id": ADMIN.user_id})
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("VACUUM ANALYZE"))
+        vacuum_analyze(engine)
         yield url
 
 

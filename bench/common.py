@@ -8,11 +8,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from db.engine import dispose_engines, get_engine, resolve_database_url
 from db.migrate import upgrade
+from db.session import Actor
 
 ENV_NAMES = ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY", "GEMINI_KEYS_DATA_DIR")
 
@@ -67,3 +68,18 @@ def row(name: str, measured: float, baseline_name: str, baseline: float, aim: st
     """One line of `python -m bench`'s table."""
     return {"name": name, "measured_s": measured, "baseline_name": baseline_name,
             "baseline_s": baseline, "ratio": measured / baseline, "aim": aim}
+
+
+def seed_admin(engine: Engine, admin: Actor) -> None:
+    """The signed-in admin the page renders are made as (inserted as the owner)."""
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO auth.users (id, email) VALUES (:id, :email)"),
+                           {"id": admin.user_id, "email": admin.email})
+        connection.execute(text("INSERT INTO user_profiles (user_id, is_admin) "
+                                "VALUES (:id, true)"), {"id": admin.user_id})
+
+
+def vacuum_analyze(engine: Engine) -> None:
+    """What autovacuum does after a bulk load, so plans see the real sizes."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE"))
