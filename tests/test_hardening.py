@@ -18,7 +18,7 @@ from lib.crypto import MasterKeyError, generate_master_key_b64
 from lib.errors import ConfigurationError
 from lib.logging_setup import RedactingFilter, configure_logging, redact_text
 from lib.master_key import load_master_key
-from tests.conftest import REPO_ROOT
+from tests.support.databases import REPO_ROOT
 
 
 def fake_key() -> str:

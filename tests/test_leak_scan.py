@@ -29,9 +29,9 @@ from sqlalchemy import text
 from db.session import Actor, session_scope
 from lib.cli import cli
 from lib.crypto import MasterKey, generate_master_key_b64
-from tests.conftest import TEST_MASTER_KEY, make_user
-from tests.fake_gemini import FakeGemini
-from tests.keys_helpers import every_table_as_text
+from tests.support.databases import TEST_MASTER_KEY, make_user
+from tests.support.fake_gemini import FakeGemini
+from tests.support.keys import every_table_as_text
 
 PAGES = ("overview", "keys", "analytics", "audit", "admins")
 

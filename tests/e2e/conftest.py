@@ -6,7 +6,7 @@
     chromium      headless Debian Chromium (Playwright), one per test session
     browser_page  a new page in a fresh browser context (no cookies) per test
 
-Helpers for the pages live in tests/e2e/browser.py (wait_for_app, sign_in, sign_out).
+Helpers for the pages live in tests/support/browser.py (wait_for_app, sign_in, sign_out).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 
 from db.engine import dispose_engines
-from tests.conftest import SERVERS, create_database, drop_database
-from tests.e2e.live import CHROMIUM, CHROMIUM_ARGS, LiveApp, run_app
+from tests.support.databases import SERVERS, create_database, drop_database
+from tests.support.live_app import CHROMIUM, CHROMIUM_ARGS, LiveApp, run_app
 
 PAGE_TIMEOUT_MS = 60_000  # generous: CI machines are shared
 

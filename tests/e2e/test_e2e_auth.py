@@ -10,10 +10,10 @@ import re
 import pytest
 
 from db.engine import REPO_ROOT, dispose_engines
-from tests.conftest import SERVERS, create_database, drop_database
-from tests.e2e.browser import sign_in, sign_in_form, sign_out, wait_for_app
 from tests.e2e.conftest import skip_or_fail
-from tests.e2e.live import run_app
+from tests.support.browser import sign_in, sign_in_form, sign_out, wait_for_app
+from tests.support.databases import SERVERS, create_database, drop_database
+from tests.support.live_app import run_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_server]
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from db.engine import REPO_ROOT
-from tests.e2e.browser import sign_in, sign_in_form, sign_out, wait_for_app
+from tests.support.browser import sign_in, sign_in_form, sign_out, wait_for_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_server]
 

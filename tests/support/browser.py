@@ -1,0 +1,39 @@
+"""Page helpers for the browser tests: wait for Streamlit, sign in, sign out."""
+
+from __future__ import annotations
+
+from tests.support.live_app import LiveApp
+
+IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
+
+
+def wait_for_app(page) -> None:
+    """The Streamlit shell is up and its script run has finished."""
+    page.wait_for_selector(IDLE)
+
+
+def sign_in_form(page):
+    """The password box of the sign-in form (waits until it is there, and only once).
+
+    Right after a page switch (sign-out, a deep link) Streamlit can briefly show the previous
+    run's form beside the new one until its stale elements are cleared; wait that out. A
+    second form that stays is a bug, and the wait then fails.
+    """
+    page.wait_for_function("""() => [...document.querySelectorAll('input[type=password]')]
+        .filter(e => e.offsetParent !== null).length === 1""")
+    box = page.get_by_role("textbox", name="Password")
+    box.wait_for()
+    return box
+
+
+def sign_in(page, live_app: LiveApp, email: str | None = None,
+            password: str | None = None) -> None:
+    """Fill and submit the sign-in form on the current page."""
+    sign_in_form(page)
+    page.get_by_role("textbox", name="Email").fill(email or live_app.admin_email)
+    page.get_by_role("textbox", name="Password").fill(password or live_app.admin_password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def sign_out(page) -> None:
+    page.get_by_role("button", name="Sign out").click()

@@ -1,0 +1,109 @@
+"""The Admins page under AppTest: list, create, grant/revoke, reset; bad input stores nothing."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from streamlit.testing.v1 import AppTest
+
+from db.session import Actor, session_scope
+from lib.signin import sign_in
+from tests.support.databases import make_user
+from tests.support.keys import audit_rows, dump_text
+
+pytestmark = pytest.mark.one_server
+PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "a brand new passphrase"
+
+
+def page(actor: Actor) -> AppTest:
+    at = AppTest.from_file("../../pages/admins.py", default_timeout=60)
+    at.session_state["gk_user"] = {"id": str(actor.user_id), "email": actor.email}
+    return at.run()
+
+
+def state(db) -> tuple:
+    with db.engine.connect() as connection:
+        users = connection.execute(text(
+            "SELECT u.email, u.encrypted_password, p.is_admin FROM auth.users u "
+            "LEFT JOIN user_profiles p ON p.user_id = u.id ORDER BY u.email")).all()
+    return [tuple(u) for u in users], audit_rows(db)
+
+
+def create(at: AppTest, email: str, password: str, repeat: str | None = None,
+           admin: bool = False) -> AppTest:
+    at.text_input(key="gk_new_user_email").input(email)
+    at.text_input(key="gk_new_user_password").input(password)
+    at.text_input(key="gk_new_user_repeat").input(password if repeat is None else repeat)
+    at.checkbox(key="gk_new_user_admin").set_value(admin)
+    return at.button(key="FormSubmitter:gk_create_user-Create user").click().run()
+
+
+def rights(at: AppTest, email: str, action: str) -> AppTest:
+    at.selectbox(key="gk_rights_user").select(email)
+    return at.button(key=f"FormSubmitter:gk_admin_rights-{action} admin").click().run()
+
+
+def test_admin_sees_every_user(db, admin_actor, member_actor):
+    at = page(admin_actor)
+    table = at.dataframe[0].value
+    assert list(table["Email"]) == ["admin@example.com", "member@example.com"]
+    assert list(table["Admin"]) == [True, False]
+    assert list(table["Last sign-in"]) == ["never", "never"]
+
+
+def test_create_user_then_they_can_sign_in(db, admin_actor):
+    at = create(page(admin_actor), "bob@example.com", PASSWORD, admin=True)
+    assert not at.exception and not at.error
+    assert "Created admin bob@example.com." in at.success[0].value
+    assert "bob@example.com" in list(at.dataframe[0].value["Email"])
+    [row] = audit_rows(db, "user_created")[-1:]
+    assert row["user_id"] == admin_actor.user_id and row["details"]["email"] == "bob@example.com"
+    assert PASSWORD not in dump_text(db)
+    with session_scope(Actor.service("app"), engine=db.engine) as session:
+        assert sign_in(session, "bob@example.com", PASSWORD).ok
+
+
+@pytest.mark.parametrize(("email", "password", "repeat", "message"), [
+    ("bob@example.com", PASSWORD, PASSWORD + "x", "do not match"),
+    ("not-an-email", PASSWORD, None, "valid email"),
+    ("bob@example.com", "", None, "empty"),
+    ("bob@example.com", "short", None, "at least 12"),
+    ("member@example.com", PASSWORD, None, "already exists"),
+])
+def test_bad_new_user_shows_a_message_and_stores_nothing(db, admin_actor, member_actor,
+                                                         email, password, repeat, message):
+    before = state(db)
+    at = create(page(admin_actor), email, password, repeat)
+    assert not at.exception
+    assert message in at.error[0].value
+    assert state(db) == before
+
+
+def test_grant_and_revoke_from_the_page(db, admin_actor, member_actor):
+    at = rights(page(admin_actor), "member@example.com", "Grant")
+    assert "member@example.com is now an admin." in at.success[0].value
+    at = rights(at, "member@example.com", "Revoke")
+    assert "member@example.com is no longer an admin." in at.success[0].value
+    actions = [r["action"] for r in audit_rows(db) if r["action"] != "user_created"]
+    assert actions == ["admin_granted", "admin_revoked"]
+
+
+def test_revoking_yourself_is_refused_on_the_page(db, admin_actor):
+    make_user(db, "second@example.com", admin=True)
+    before = state(db)
+    at = rights(page(admin_actor), "admin@example.com", "Revoke")
+    assert "your own admin access" in at.error[0].value
+    assert state(db) == before
+
+
+def test_reset_password_from_the_page(db, admin_actor, member_actor):
+    at = page(admin_actor)
+    at.selectbox(key="gk_reset_user").select("member@example.com")
+    at.text_input(key="gk_reset_password").input(NEW_PASSWORD)
+    at.text_input(key="gk_reset_repeat").input(NEW_PASSWORD)
+    at = at.button(key="FormSubmitter:gk_reset_password-Reset password").click().run()
+    assert "New password set for member@example.com" in at.success[0].value
+    assert [r["action"] for r in audit_rows(db)][-1] == "password_reset"
+    with session_scope(Actor.service("app"), engine=db.engine) as session:
+        assert sign_in(session, "member@example.com", NEW_PASSWORD).ok
