@@ -6,7 +6,7 @@ import streamlit as st
 
 from lib.logging_setup import configure_logging
 from lib.ui.errors import friendly_errors
-from lib.ui.guard import is_admin_now
+from lib.ui.identity import AdminContext, admin_for_this_run, is_admin_now
 from lib.ui.runtime import get_runtime
 from lib.ui.signin import current_actor, render_no_access, render_sign_in, sign_out_button
 
@@ -36,9 +36,10 @@ def only(render, title: str, icon: str, url_path: str):
 with friendly_errors("start-up"):
     runtime = get_runtime()
     actor = current_actor(runtime)
-    admin = actor is not None and is_admin_now(runtime, actor)
+    admin = (AdminContext(actor, runtime)
+             if actor is not None and is_admin_now(runtime, actor) else None)
 # Anonymous: the sign-in page only. Signed in but not an admin: the no-access page only.
-# Every page file also runs require_admin() itself.
+# Every page file also runs require_admin() itself (it reuses `admin`, checked once per run).
 if actor is None:
     navigation = only(render_sign_in, "Sign in", "🔐", "sign-in")
 elif admin:
@@ -51,5 +52,5 @@ else:
 if runtime.dev_master_key:
     st.warning("Development master key in use (generated under .data/). "
                "Set GEMINI_KEYS_MASTER_KEY before storing real keys.", icon="⚠️")
-with friendly_errors(navigation.title):
+with friendly_errors(navigation.title), admin_for_this_run(admin):
     navigation.run()

@@ -89,7 +89,7 @@ def render(url: str, preset: str = "30 days") -> float:
 
 
 def queries(url: str, days: int = 30) -> float:
-    from lib import stats
+    from lib.analytics import stats
 
     started = time.perf_counter()
     flt = stats.StatsFilter.last_days(days)
@@ -98,7 +98,7 @@ def queries(url: str, days: int = 30) -> float:
         stats.totals_with_previous(session, flt)
         stats.daily_totals(session, flt)
         rows = stats.per_key_totals(session, flt, limit=20)
-        stats.count_keys(session, flt)
+        stats.count_filtered_keys(session, flt)
         stats.key_day_matrix(session, flt, [r.key_id for r in rows])
     return time.perf_counter() - started
 

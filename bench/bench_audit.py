@@ -37,8 +37,8 @@ from sqlalchemy import text
 from bench.common import bench_environment, row, scratch_database, vacuum_analyze
 from db.engine import REPO_ROOT, get_engine
 from db.session import Actor, session_scope
-from lib.audit import Action
-from lib.audit_queries import AuditFilter, Cursor, action_counts, day_range, fetch_page
+from lib.audit.log import Action
+from lib.audit.queries import AuditFilter, Cursor, action_counts, day_range, fetch_page
 
 PAGE = str(REPO_ROOT / "pages" / "audit.py")
 KEYS = 200

@@ -71,7 +71,7 @@ def render(url: str, expected_rows: int, search: str = "") -> float:
 
 
 def query(url: str) -> float:
-    from lib.key_list import list_keys
+    from lib.keys.reads import list_keys
 
     started = time.perf_counter()
     with session_scope(ADMIN, engine=get_engine(url)) as session:

@@ -22,7 +22,8 @@ from psycopg2.extras import execute_values
 
 from bench.common import bench_environment, row, scratch_database
 from db.session import Actor, session_scope
-from lib.crypto import encrypt_api_key, fingerprint, masked_hint
+from lib.crypto.sealed import seal
+from lib.key_format import ApiKeyText
 from lib.pool import ACQUIRE_SQL, KeyPool
 
 AIM = "<= 2x"
@@ -45,12 +46,12 @@ def seed_keys(runtime, count: int, *, seed: int = 7, start: int = 0) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = []
     for i in range(start, start + count):
-        key_id, api_key = uuid.uuid4(), _fake_key(rng)
-        sealed = encrypt_api_key(master, key_id=key_id, plaintext=api_key)
+        key_id = uuid.uuid4()
+        sealed = seal(master, key_id, ApiKeyText(_fake_key(rng)))
         rows.append((
             str(key_id), f"bench-{i:06d}", sealed.encrypted_key, sealed.encryption_iv,
-            sealed.encryption_tag, sealed.master_key_version, fingerprint(master, api_key),
-            masked_hint(api_key), 1 + i % 3, i % 20 != 0,
+            sealed.encryption_tag, sealed.master_key_version, sealed.fingerprint,
+            sealed.masked_hint, 1 + i % 3, i % 20 != 0,
             now - timedelta(seconds=rng.uniform(0, 86400)) if i % 4 else None,
             now + timedelta(hours=1) if i % 10 == 0 else None,
         ))

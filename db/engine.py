@@ -1,12 +1,10 @@
-"""The one engine: DATABASE_URL, or an embedded PostgreSQL under .data/pg."""
+"""The one engine per database URL, and the embedded PostgreSQL used when none is given."""
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
@@ -16,11 +14,6 @@ log = logging.getLogger("gemini_keys.db")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
-
-
-def data_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """Where local state lives (embedded database, dev keys): GEMINI_KEYS_DATA_DIR or ./.data."""
-    return Path(env.get("GEMINI_KEYS_DATA_DIR") or REPO_ROOT / ".data")
 
 
 def start_embedded_postgres(pgdata: Path) -> str:
@@ -43,17 +36,15 @@ def to_sqlalchemy_url(url: str) -> str:
     return url
 
 
-def resolve_database_url(env: Mapping[str, str] = os.environ) -> str:
-    """DATABASE_URL when set, else the embedded server's URL."""
-    url = env.get("DATABASE_URL", "").strip()
-    if url:
-        return to_sqlalchemy_url(url)
-    return start_embedded_postgres(data_dir(env) / "pg")
+def resolve_database_url(database_url: str, data_dir: Path) -> str:
+    """`database_url` when set, else the URL of the embedded server under data_dir/pg."""
+    if database_url.strip():
+        return to_sqlalchemy_url(database_url.strip())
+    return start_embedded_postgres(data_dir / "pg")
 
 
-def get_engine(url: str | None = None) -> Engine:
+def get_engine(url: str) -> Engine:
     """A pooled engine per URL, shared by every thread and session of this process."""
-    url = url or resolve_database_url()
     with _lock:
         engine = _engines.get(url)
         if engine is None:

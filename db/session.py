@@ -9,10 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
-
-from db.engine import get_engine
 
 Source = Literal["app", "cli", "pool", "system"]
 
@@ -55,16 +53,23 @@ class Actor:
         return json.dumps(claims)
 
 
-def apply_actor(session: Session, actor: Actor) -> None:
-    """SET LOCAL ROLE and the JWT claims auth.uid() reads; both end with the transaction."""
-    session.info["actor"] = actor
+def role_prelude(actor: Actor) -> tuple[str, tuple[str, str]]:
+    """The statements that make a transaction act as `actor` (SET LOCAL ROLE and the JWT
+    claims auth.uid() reads; both end with the transaction), in the driver's %s paramstyle,
+    with their parameters. The one way the database role is set: session_scope and the key
+    pool's one-round-trip statements both send it."""
     # Role names come from the Literal above, never from user input.
-    session.execute(text(f"SET LOCAL ROLE {actor.role}"))
-    session.execute(
-        text("SELECT set_config('request.jwt.claims', :claims, true),"
-             " set_config('request.jwt.claim.sub', :sub, true)"),
-        {"claims": actor.claims(), "sub": str(actor.user_id or "")},
-    )
+    return (f"SET LOCAL ROLE {actor.role}; "
+            "SELECT set_config('request.jwt.claims', %s, true),"
+            " set_config('request.jwt.claim.sub', %s, true)",
+            (actor.claims(), str(actor.user_id or "")))
+
+
+def apply_actor(session: Session, actor: Actor) -> None:
+    """Make the session's transaction act as `actor` (see role_prelude)."""
+    session.info["actor"] = actor
+    sql, params = role_prelude(actor)
+    session.connection().exec_driver_sql(sql, params)
 
 
 def actor_of(session: Session) -> Actor:
@@ -73,8 +78,8 @@ def actor_of(session: Session) -> Actor:
 
 
 @contextmanager
-def session_scope(actor: Actor, *, engine: Engine | None = None) -> Iterator[Session]:
+def session_scope(actor: Actor, *, engine: Engine) -> Iterator[Session]:
     """One transaction as `actor`: commits on success, rolls back on any exception."""
-    with Session(engine or get_engine(), expire_on_commit=False) as session, session.begin():
+    with Session(engine, expire_on_commit=False) as session, session.begin():
         apply_actor(session, actor)
         yield session

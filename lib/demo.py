@@ -23,11 +23,11 @@ from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
 from db.models import ApiKey, AuditLog, UsageStat
-from db.session import actor_of
-from lib.audit import Action
-from lib.crypto import MasterKey, encrypt_api_key, fingerprint, masked_hint
+from lib.audit.log import Action, audit_row
+from lib.crypto.sealed import MasterKey, seal
 from lib.errors import InvalidInput
-from lib.keys import add_key
+from lib.key_format import ApiKeyText
+from lib.keys.writes import add_key
 
 MAX_KEYS = 5000
 MAX_DAYS = 3650
@@ -104,7 +104,8 @@ def daily_stats(profile: KeyProfile, start: dt.date, days: int,
                "avg_response_time": round(latency, 1) if requests else None}
 
 
-def _check(keys: int, days: int, audit_rows: int) -> None:
+def check_demo_size(keys: int, days: int, audit_rows: int) -> None:
+    """Refuse sizes outside what seed-demo makes (before anything is connected)."""
     if not 1 <= keys <= MAX_KEYS:
         raise InvalidInput(f"--keys must be between 1 and {MAX_KEYS}")
     if not 1 <= days <= MAX_DAYS:
@@ -117,7 +118,7 @@ def seed_demo(session: Session, master: MasterKey, *, keys: int, days: int,
               audit_rows: int = 0, now: dt.datetime | None = None,
               seed: int | None = None) -> DemoSummary:
     """Add `keys` demo keys, `days` days of stats ending today (UTC) and audit history."""
-    _check(keys, days, audit_rows)
+    check_demo_size(keys, days, audit_rows)
     rng = random.Random(seed)
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     end = now.date()
@@ -160,11 +161,9 @@ WHERE k.id = a.key_id"""), {"ids": [str(k) for k in key_ids], "now": now})
 
 def _audit_row(session: Session, action: str, key_id: uuid.UUID, at: dt.datetime,
                details: dict[str, Any]) -> dict[str, Any]:
-    """Same shape as lib.audit.write_audit's rows, dated in the past and marked demo."""
-    actor = actor_of(session)
-    return {"id": uuid.uuid4(), "key_id": key_id, "action": str(action), "user_id": actor.user_id,
-            "created_at": at, "details": {"source": actor.source, "actor_email": actor.email,
-                                          "demo": True, **details}}
+    """An audit row as write_audit shapes it, dated in the past and marked demo."""
+    return {"id": uuid.uuid4(), "created_at": at,
+            **audit_row(session, action=action, key_id=key_id, details={"demo": True, **details})}
 
 
 def _lifecycle_events(session: Session, by_role: dict[str, KeyProfile],
@@ -219,16 +218,11 @@ def bulk_demo_keys(session: Session, master: MasterKey, count: int, *,
     batch = batch or secrets.token_hex(2)
     rows, ids = [], []
     for i in range(count):
-        key_id, plaintext = uuid.uuid4(), fake_gemini_key()
-        sealed = encrypt_api_key(master, key_id=key_id, plaintext=plaintext)
+        key_id = uuid.uuid4()
         rows.append({"id": key_id, "name": f"demo-{batch}-{i + 1:05d}",
-                     "encrypted_key": sealed.encrypted_key,
-                     "encryption_iv": sealed.encryption_iv,
-                     "encryption_tag": sealed.encryption_tag,
-                     "master_key_version": sealed.master_key_version,
-                     "fingerprint": fingerprint(master, plaintext),
-                     "masked_hint": masked_hint(plaintext), "group_label": GROUPS[i % 3],
-                     "priority": 2 if i % 10 == 0 else 1, "is_active": True})
+                     **seal(master, key_id, ApiKeyText(fake_gemini_key())).columns(),
+                     "group_label": GROUPS[i % 3], "priority": 2 if i % 10 == 0 else 1,
+                     "is_active": True})
         ids.append(key_id)
     for chunk in range(0, count, 2000):
         session.execute(insert(ApiKey), rows[chunk:chunk + 2000])

@@ -1,37 +1,25 @@
-"""One configured logger ("gemini_keys") and redaction as a second line of defence.
+"""One configured logger ("gemini_keys"), with lib.redact applied to every log record.
 
-The code never logs key material on purpose; this catches the accident (a key inside an
-exception message, a URL with key=..., a DATABASE_URL with its password). Redaction runs
-twice over: a log-record factory redacts every record when it is created, whichever logger
-or handler it goes to later (pytest's caplog, Streamlit's, a handler added after start-up),
-and RedactingFilter sits on our handler and on the root handlers in case another library
-replaces the record factory.
+Redaction runs twice over: a log-record factory redacts every record when it is created,
+whichever logger or handler it goes to later (pytest's caplog, Streamlit's, a handler added
+after start-up), and RedactingFilter sits on our handler and on the root handlers in case
+another library replaces the record factory.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 import sys
 import traceback
 from typing import Any
 
-from lib.gemini import REDACTED, redact
+from lib.redact import redact
 
 LOGGER_NAME = "gemini_keys"
-LEVEL_ENV = "GEMINI_KEYS_LOG_LEVEL"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-# scheme://user:password@host -> scheme://user:[REDACTED]@host (DATABASE_URL and friends).
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^:/?#@\s]*:)[^@/\s]+(?=@)",
-                           re.IGNORECASE)
 _MARK = "_gemini_keys_redacting"
 
-
-def redact_text(text: str) -> str:
-    """Gemini keys, bearer tokens, key=... parameters and URL passwords -> [REDACTED]."""
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, redact(text))
 
 
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
@@ -42,15 +30,15 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         message = record.getMessage()
     except Exception:  # noqa: BLE001 - a bad format string must not hide the record
         message = f"{record.msg!r} % {record.args!r}"
-    record.msg, record.args = redact_text(message), None
+    record.msg, record.args = redact(message), None
     if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
         # Formatters use exc_text when it is set, so the raw exception text never renders.
-        record.exc_text = redact_text("".join(
+        record.exc_text = redact("".join(
             traceback.format_exception(*record.exc_info)).rstrip("\n"))
     elif record.exc_text:
-        record.exc_text = redact_text(record.exc_text)
+        record.exc_text = redact(record.exc_text)
     if record.stack_info:
-        record.stack_info = redact_text(record.stack_info)
+        record.stack_info = redact(record.stack_info)
     setattr(record, _MARK, True)
     return record
 
@@ -80,20 +68,19 @@ def _add_filter(handler: logging.Handler) -> None:
         handler.addFilter(RedactingFilter())
 
 
-def configure_logging(level: str | int | None = None) -> logging.Logger:
+def configure_logging(level: int | None = None) -> logging.Logger:
     """Idempotent: the "gemini_keys" logger with one stderr handler, redaction everywhere.
 
-    Level: the argument, else GEMINI_KEYS_LOG_LEVEL, else INFO. Records still propagate to
-    the root logger (so pytest's caplog and any host logging see them, redacted).
+    level: Settings.log_level (GEMINI_KEYS_LOG_LEVEL); None leaves the level as it is (INFO
+    until a runtime sets it). Records still propagate to the root logger (so pytest's caplog
+    and any host logging see them, redacted).
     """
     _install_record_factory()
     logger = logging.getLogger(LOGGER_NAME)
-    wanted = level if level is not None else os.environ.get(LEVEL_ENV, "").strip() or "INFO"
-    if isinstance(wanted, str):
-        wanted = logging.getLevelName(wanted.upper())
-        if not isinstance(wanted, int):
-            wanted = logging.INFO
-    logger.setLevel(wanted)
+    if level is not None:
+        logger.setLevel(level)
+    elif logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
     ours = [h for h in logger.handlers if getattr(h, _MARK, False)]
     if not ours:
         handler = logging.StreamHandler(sys.stderr)

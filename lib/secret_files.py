@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from pathlib import Path
+
+from lib.errors import ConfigurationError
 
 
 def publish_secret_file(path: Path, content: str) -> bool:
@@ -27,3 +30,16 @@ def publish_secret_file(path: Path, content: str) -> bool:
         return False
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """The stripped content of a secret file that only its owner can read; anything else
+    (not a regular file, readable by others) is refused with how to fix it."""
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        raise ConfigurationError(f"{what} {path} is not a regular file")
+    if os.name != "nt" and mode & 0o077:
+        raise ConfigurationError(
+            f"{what} {path} has permissions {stat.S_IMODE(mode):04o}; it must be readable "
+            f"by its owner only: chmod 600 {path}")
+    return path.read_text(encoding="ascii").strip()

@@ -6,57 +6,7 @@ ctx = require_admin()
 
 import streamlit as st  # noqa: E402
 
-from lib import alerts, charts, stats  # noqa: E402
-from lib.ui.analytics import chart  # noqa: E402
-
-ICONS = {"error": ":material/error:", "warning": ":material/warning:", "info": ":material/info:"}
-
-
-def min_usable_keys() -> int:
-    try:
-        return max(int(ctx.runtime.settings.get("GEMINI_KEYS_MIN_USABLE_KEYS")), 0)
-    except ValueError:
-        return 2
-
-
-settings = alerts.AlertSettings(min_usable_keys=min_usable_keys())
-now = alerts.utc_now()
-today = now.date()
-with ctx.session() as session:
-    today_totals, week_totals = alerts.overview_totals(session, today)
-    counts = alerts.key_counts(session, now)
-    found = alerts.overview_alerts(session, now=now, settings=settings)
-    last_14 = stats.daily_totals(session, stats.StatsFilter.last_days(14, today=today))
+from lib.ui.overview import overview_page  # noqa: E402
 
 st.title("Overview")
-st.caption(f"Today is {today} (UTC). Stats days are UTC days.")
-
-tiles = st.columns(4)
-tiles[0].metric("Requests today", f"{today_totals.requests:,}")
-tiles[1].metric("Failures today", f"{today_totals.failures:,}")
-tiles[2].metric("429s today", f"{today_totals.rate_limited:,}")
-tiles[3].metric("Usable keys", f"{counts.usable} of {counts.live}",
-                help="Active, not archived, not cooling down.")
-week = st.columns(4)
-week[0].metric("Requests, last 7 days", f"{week_totals.requests:,}")
-week[1].metric("Success rate, last 7 days",
-               "—" if week_totals.success_rate is None else f"{week_totals.success_rate:.1%}")
-week[2].metric("429s, last 7 days", f"{week_totals.rate_limited:,}")
-week[3].metric("Avg latency, last 7 days",
-               "—" if week_totals.avg_latency_ms is None
-               else f"{week_totals.avg_latency_ms:,.0f} ms", help="Weighted by requests.")
-
-st.subheader("Needs attention")
-if not found:
-    st.success("Nothing needs attention.", icon=":material/check_circle:")
-for alert in found:
-    body = f"**{alert.title}**" + "".join(f"\n- {item}" for item in alert.items)
-    getattr(st, alert.severity)(body, icon=ICONS[alert.severity])
-
-st.subheader("Last 14 days")
-if any(d.requests for d in last_14):
-    chart(charts.outcomes_figure(last_14), "ov_outcomes")
-else:
-    st.info("No requests recorded in the last 14 days. New install? "
-            "`python -m lib.cli seed-demo --keys 12 --days 90` adds labelled demo data.")
-st.caption("Trends, per-key comparison and CSV export: see Analytics.")
+overview_page(ctx)

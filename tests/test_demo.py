@@ -9,11 +9,11 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from db.session import Actor, session_scope
-from lib.alerts import overview_alerts
+from lib.analytics.alerts import overview_alerts
 from lib.cli import cli
-from lib.crypto import GEMINI_KEY_PATTERN
 from lib.demo import seed_demo
-from lib.keys import resolve_key, reveal_key
+from lib.key_format import GEMINI_KEY_PATTERN
+from lib.keys.reads import resolve_key, reveal_key
 from lib.runtime import build_runtime
 
 NOW = dt.datetime(2026, 3, 8, 15, 0)  # a Sunday afternoon (UTC)

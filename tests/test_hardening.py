@@ -13,11 +13,12 @@ import sys
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib.config import Settings, check_production_secrets
-from lib.crypto import MasterKeyError, generate_master_key_b64
+from lib.crypto.master_key import load_master_key
+from lib.crypto.sealed import MasterKeyError, generate_master_key_b64
 from lib.errors import ConfigurationError
-from lib.logging_setup import RedactingFilter, configure_logging, redact_text
-from lib.master_key import load_master_key
+from lib.logging_setup import RedactingFilter, configure_logging
+from lib.redact import redact
+from lib.settings import Settings, check_production_secrets
 from tests.support.databases import REPO_ROOT
 
 
@@ -108,10 +109,15 @@ def test_configure_logging_is_idempotent():
     ("Authorization: bearer abc.def-ghi", "abc.def-ghi"),
 ])
 def test_redact_text_hides_url_passwords_and_bearer_tokens(text, secret):
-    assert secret not in redact_text(text) and "[REDACTED]" in redact_text(text)
+    assert secret not in redact(text) and "[REDACTED]" in redact(text)
 
 
 # --- configuration refusals ---------------------------------------------------------------
+
+def settings_of(data_dir, **env: str) -> Settings:
+    """Settings made only of `env` and the data directory (not this process's environment)."""
+    return Settings.load({"GEMINI_KEYS_DATA_DIR": str(data_dir), **env})
+
 
 GOOD_MASTER = generate_master_key_b64()
 GOOD_COOKIE = secrets.token_urlsafe(48)
@@ -172,20 +178,19 @@ def test_unknown_environment_name_is_refused(value):
 ])
 def test_production_refuses_patterned_master_key(tmp_path, make_key):
     with pytest.raises(MasterKeyError, match="not random enough"):
-        load_master_key(env={"GEMINI_KEYS_MASTER_KEY": make_key()}, secrets=None,
-                        data_dir=tmp_path, allow_dev_default=False)
+        load_master_key(settings_of(tmp_path, GEMINI_KEYS_MASTER_KEY=make_key(),
+                                    GEMINI_KEYS_ENV="production"))
 
 
 def test_production_refuses_the_generated_development_key(tmp_path):
-    load_master_key(env={}, secrets=None, data_dir=tmp_path, allow_dev_default=True)
+    load_master_key(settings_of(tmp_path))
     dev_text = (tmp_path / "master.key").read_text().strip()
     with pytest.raises(MasterKeyError, match="DEVELOPMENT key") as info:
-        load_master_key(env={"GEMINI_KEYS_MASTER_KEY": dev_text}, secrets=None,
-                        data_dir=tmp_path, allow_dev_default=False)
+        load_master_key(settings_of(tmp_path, GEMINI_KEYS_MASTER_KEY=dev_text,
+                                    GEMINI_KEYS_ENV="production"))
     assert dev_text not in str(info.value)
     # Development mode still accepts it (that is what the file is for).
-    load_master_key(env={"GEMINI_KEYS_MASTER_KEY": dev_text}, secrets=None,
-                    data_dir=tmp_path, allow_dev_default=True)
+    load_master_key(settings_of(tmp_path, GEMINI_KEYS_MASTER_KEY=dev_text))
 
 
 def test_production_refuses_the_generated_development_cookie_key(tmp_path):
@@ -208,7 +213,7 @@ def test_streamlit_config_hides_errors_toolbar_and_usage_stats():
 
 def test_production_never_falls_back_to_a_generated_key(tmp_path):
     with pytest.raises(MasterKeyError, match="no master key configured"):
-        load_master_key(env={}, secrets=None, data_dir=tmp_path, allow_dev_default=False)
+        load_master_key(settings_of(tmp_path, GEMINI_KEYS_ENV="production"))
     assert not (tmp_path / "master.key").exists()
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import text
 
 from db.session import Actor, session_scope
 from lib.cli import cli
-from lib.crypto import MasterKey, generate_master_key_b64
+from lib.crypto.sealed import MasterKey, generate_master_key_b64
 from tests.support.databases import TEST_MASTER_KEY, make_user
 from tests.support.fake_gemini import FakeGemini
 from tests.support.keys import every_table_as_text
@@ -116,7 +116,7 @@ def add_through_cli_and_library(scan: Scan) -> None:
     scan.cli("add-key", "--name", "cli-main", "--group", "proj-a", input=scan.key() + "\n")
     scan.cli("add-key", "--name", "cli-limited", "--priority", "5",
              input=scan.key("rate_limited_minute") + "\n")
-    from lib.keys import add_key
+    from lib.keys.writes import add_key
 
     with session_scope(scan.admin, engine=scan.db.engine) as session:
         add_key(session, scan.master(), name="lib-invalid", api_key=scan.key("invalid"))

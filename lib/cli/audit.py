@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from lib.audit_export import FORMATS, write_export
-from lib.audit_queries import AuditFilter, resolve_keys, resolve_users
-from lib.cli.base import cli, cli_session
+from lib.audit.export import FORMATS, write_export
+from lib.audit.queries import AuditFilter, resolve_keys, resolve_users
+from lib.cli.base import CliContext, cli, pass_cli
 from lib.errors import InvalidInput
 
 
@@ -44,14 +44,16 @@ def parse_moment(value: str | None, *, end: bool) -> dt.datetime | None:
 @click.option("--search", default="", metavar="TEXT", help="Only entries whose details hold TEXT.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
 @click.option("-o", "--output", required=True, metavar="FILE", help="Write here; - for stdout.")
-def export_audit(since: str | None, until: str | None, actions: tuple[str, ...],
+@pass_cli
+def export_audit(cli_ctx: CliContext,
+                 since: str | None, until: str | None, actions: tuple[str, ...],
                  keys: tuple[str, ...], actors: tuple[str, ...], search: str, fmt: str,
                  output: str) -> None:
     """Export the filtered audit log, newest first, as CSV or JSON lines.
 
     Rows are streamed from the database to FILE (or stdout with -o -), so any size works.
     """
-    with cli_session() as session:
+    with cli_ctx.session() as session:
         flt = AuditFilter(
             since=parse_moment(since, end=False), until=parse_moment(until, end=True),
             actions=tuple(dict.fromkeys(a.strip() for a in actions)),

@@ -7,16 +7,14 @@ from sqlalchemy import text
 
 from db.migrate import current_revision, head_revision
 from db.session import Actor, session_scope
-from lib.bootstrap import engine_for, load_settings, migrate
-from lib.cli.base import cli
+from lib.cli.base import CliContext, cli, pass_cli
+from lib.keys.status import ARCHIVED, ENABLED, IN_SERVICE
+from lib.runtime import engine_for, migrate
 
 COUNTS = {
-    "keys (live)": "SELECT count(*) FROM gemini_api_keys"
-                   " WHERE archived_at IS NULL AND deleted_at IS NULL",
-    "keys (active)": "SELECT count(*) FROM gemini_api_keys WHERE is_active IS TRUE"
-                     " AND archived_at IS NULL AND deleted_at IS NULL",
-    "keys (archived)": "SELECT count(*) FROM gemini_api_keys"
-                       " WHERE archived_at IS NOT NULL AND deleted_at IS NULL",
+    "keys (live)": f"SELECT count(*) FROM gemini_api_keys k WHERE {IN_SERVICE.sql('k')}",
+    "keys (active)": f"SELECT count(*) FROM gemini_api_keys k WHERE {ENABLED.sql('k')}",
+    "keys (archived)": f"SELECT count(*) FROM gemini_api_keys k WHERE {ARCHIVED.sql('k')}",
     "users": "SELECT count(*) FROM auth.users",
     "admins": "SELECT count(*) FROM user_profiles WHERE is_admin IS TRUE",
     "audit rows": "SELECT count(*) FROM gemini_key_audit_log",
@@ -26,9 +24,10 @@ COUNTS = {
 
 
 @cli.command("init-db")
-def init_db() -> None:
+@pass_cli
+def init_db(cli_ctx: CliContext) -> None:
     """Create or upgrade the schema (safe to run again: it then changes nothing)."""
-    engine = engine_for(load_settings())
+    engine = engine_for(cli_ctx.settings)
     applied = migrate(engine)
     state = "upgraded to" if applied else "already at"
     where = engine.url.render_as_string(hide_password=True)
@@ -36,9 +35,10 @@ def init_db() -> None:
 
 
 @cli.command()
-def status() -> None:
+@pass_cli
+def status(cli_ctx: CliContext) -> None:
     """Show the database (password hidden), schema revision and row counts."""
-    engine = engine_for(load_settings())
+    engine = engine_for(cli_ctx.settings)
     current, head = current_revision(engine), head_revision()
     click.echo(f"database: {engine.url.render_as_string(hide_password=True)}")
     click.echo(f"schema: {current or 'none'} (head {head})")

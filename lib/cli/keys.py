@@ -12,22 +12,16 @@ from typing import Any
 
 import click
 
-from lib import keys as key_service
-from lib.cli.base import actor_option, cli, cli_session, fail, read_secret_from_stdin
-from lib.crypto import MasterKey
-from lib.key_import import import_keys as import_key_lines
-from lib.key_list import KeyFilter
-from lib.key_list import list_keys as list_key_rows
-from lib.runtime import build_runtime
+from lib.cli.base import CliContext, actor_option, cli, fail, pass_cli, read_secret_from_stdin
+from lib.keys import rules, writes
+from lib.keys.importing import import_keys as import_key_lines
+from lib.keys.reads import KeyFilter, resolve_key
+from lib.keys.reads import list_keys as list_key_rows
+from lib.streaming import csv_cell
 
 LIST_FIELDS = ("name", "id", "masked_hint", "group_label", "is_active", "priority",
                "usage_count", "failure_count", "last_used", "created_by_email", "created_at",
                "archived_at")
-
-
-def master_key() -> MasterKey:
-    """The verified master key (refuses a key that cannot decrypt this database's keys)."""
-    return build_runtime(apply_migrations=False).master_key
 
 
 def _name_or_id(command):
@@ -36,42 +30,45 @@ def _name_or_id(command):
 
 @cli.command("add-key")
 @click.option("--name", required=True, help="A name for the key, e.g. project-a-main.")
-@click.option("--priority", default=str(key_service.DEFAULT_PRIORITY), show_default=True,
-              help=f"{key_service.PRIORITY_MIN}-{key_service.PRIORITY_MAX}; higher is preferred.")
+@click.option("--priority", default=str(rules.DEFAULT_PRIORITY), show_default=True,
+              help=f"{rules.PRIORITY_MIN}-{rules.PRIORITY_MAX}; higher is preferred.")
 @click.option("--group", "group_label", default=None,
               help="The Google Cloud project the key belongs to (quotas are per project).")
 @actor_option
-def add_key(name: str, priority: str, group_label: str | None, actor_email: str | None) -> None:
+@pass_cli
+def add_key(cli_ctx: CliContext,
+            name: str, priority: str, group_label: str | None, actor_email: str | None) -> None:
     """Add one key, read from stdin, never from the command line.
 
     Example: printf '%s\\n' "$KEY" | python -m lib.cli add-key --name prod-1
     """
-    master = master_key()
+    master = cli_ctx.runtime().master_key
     api_key = read_secret_from_stdin("API key")
-    with cli_session(actor_email) as session:
-        row = key_service.add_key(session, master, name=name, api_key=api_key,
-                                  priority=priority, group_label=group_label)
+    with cli_ctx.session(actor_email) as session:
+        row = writes.add_key(session, master, name=name, api_key=api_key,
+                             priority=priority, group_label=group_label)
         click.echo(f"added key {row.name} ({row.masked_hint}, id {row.id})")
 
 
 @cli.command("import-keys")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
-@click.option("--priority", default=str(key_service.DEFAULT_PRIORITY), show_default=True,
+@click.option("--priority", default=str(rules.DEFAULT_PRIORITY), show_default=True,
               help="Priority for every imported key.")
 @click.option("--group", "group_label", default=None, help="Group for every imported key.")
 @click.option("--skip-refused", is_flag=True,
               help="Add the good lines even if some are refused (default: add nothing).")
 @actor_option
-def import_keys(file: io.TextIOBase, priority: str, group_label: str | None,
+@pass_cli
+def import_keys(cli_ctx: CliContext, file: io.TextIOBase, priority: str, group_label: str | None,
                 skip_refused: bool, actor_email: str | None) -> None:
     """Add many keys from FILE ('-' for stdin): lines of `name,key` or one key per line.
 
     While any line is refused (bad shape, bad name, duplicate) nothing is added, unless
     --skip-refused is given. Blank lines, '#' comments and a name,key header are skipped.
     """
-    master = master_key()
+    master = cli_ctx.runtime().master_key
     text = file.read()
-    with cli_session(actor_email) as session:
+    with cli_ctx.session(actor_email) as session:
         result = import_key_lines(session, master, text, priority=priority,
                                   group_label=group_label, skip_refused=skip_refused)
         for line in result.refused:
@@ -90,9 +87,7 @@ def _cell(value: Any) -> str:
 
 
 def _csv_cell(value: Any) -> str:
-    text = _cell(value)
-    # A leading = + - @ makes spreadsheets evaluate the cell; quote it as text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return csv_cell(_cell(value))
 
 
 def _jsonable(value: Any) -> Any:
@@ -108,12 +103,13 @@ def _jsonable(value: Any) -> Any:
               default="table", show_default=True)
 @click.option("--search", default="", help="Part of a name or group.")
 @click.option("--all", "include_archived", is_flag=True, help="Include archived keys.")
-def list_keys(output_format: str, search: str, include_archived: bool) -> None:
+@pass_cli
+def list_keys(cli_ctx: CliContext, output_format: str, search: str, include_archived: bool) -> None:
     """List keys, masked like AIza…k3Q9; nothing is decrypted."""
     filters = KeyFilter(search=search, archived=None if include_archived else False)
-    with cli_session() as session:
+    with cli_ctx.session() as session:
         rows = list_key_rows(session, filters)
-    rows = [{f: row[f] for f in LIST_FIELDS} for row in rows]
+    rows = [{f: getattr(row, f) for f in LIST_FIELDS} for row in rows]
     if output_format == "json":
         click.echo(json.dumps([{k: _jsonable(v) for k, v in r.items()} for r in rows], indent=2))
     elif output_format == "csv":
@@ -149,13 +145,14 @@ def _parse_bool(value: str) -> bool:
 @click.argument("active", metavar="true|false")
 @click.option("--reason", default=None, help="Why it is switched off (kept in the audit log).")
 @actor_option
-def set_active(name_or_id: str, active: str, reason: str | None,
+@pass_cli
+def set_active(cli_ctx: CliContext, name_or_id: str, active: str, reason: str | None,
                actor_email: str | None) -> None:
     """Switch a key on (the pool may use it) or off."""
     wanted = _parse_bool(active)
-    with cli_session(actor_email) as session:
-        key = key_service.resolve_key(session, name_or_id)
-        key_service.set_active(session, key.id, wanted, reason=reason)
+    with cli_ctx.session(actor_email) as session:
+        key = resolve_key(session, name_or_id)
+        writes.set_active(session, key.id, wanted, reason=reason)
         click.echo(f"key {key.name} is {'active' if wanted else 'inactive'}")
 
 
@@ -163,11 +160,13 @@ def set_active(name_or_id: str, active: str, reason: str | None,
 @_name_or_id
 @click.argument("priority")
 @actor_option
-def set_priority(name_or_id: str, priority: str, actor_email: str | None) -> None:
+@pass_cli
+def set_priority(cli_ctx: CliContext,
+                 name_or_id: str, priority: str, actor_email: str | None) -> None:
     """Set a key's priority (1-1000; higher is preferred by the pool)."""
-    with cli_session(actor_email) as session:
-        key = key_service.resolve_key(session, name_or_id)
-        key_service.set_priority(session, key.id, priority)
+    with cli_ctx.session(actor_email) as session:
+        key = resolve_key(session, name_or_id)
+        writes.set_priority(session, key.id, priority)
         click.echo(f"key {key.name} has priority {key.priority}")
 
 
@@ -175,12 +174,13 @@ def set_priority(name_or_id: str, priority: str, actor_email: str | None) -> Non
 @_name_or_id
 @click.argument("new_name")
 @actor_option
-def rename(name_or_id: str, new_name: str, actor_email: str | None) -> None:
+@pass_cli
+def rename(cli_ctx: CliContext, name_or_id: str, new_name: str, actor_email: str | None) -> None:
     """Rename a key."""
-    with cli_session(actor_email) as session:
-        key = key_service.resolve_key(session, name_or_id)
+    with cli_ctx.session(actor_email) as session:
+        key = resolve_key(session, name_or_id)
         old = key.name
-        key_service.rename_key(session, key.id, new_name)
+        writes.rename_key(session, key.id, new_name)
         click.echo(f"key {old} is now named {key.name}")
 
 
@@ -188,32 +188,35 @@ def rename(name_or_id: str, new_name: str, actor_email: str | None) -> None:
 @_name_or_id
 @click.argument("group", default="")
 @actor_option
-def set_group(name_or_id: str, group: str, actor_email: str | None) -> None:
+@pass_cli
+def set_group(cli_ctx: CliContext, name_or_id: str, group: str, actor_email: str | None) -> None:
     """Set the key's group (its Google Cloud project); omit GROUP to clear it."""
-    with cli_session(actor_email) as session:
-        key = key_service.resolve_key(session, name_or_id)
-        key_service.set_group(session, key.id, group)
+    with cli_ctx.session(actor_email) as session:
+        key = resolve_key(session, name_or_id)
+        writes.set_group(session, key.id, group)
         click.echo(f"key {key.name} is in group {key.group_label or '(none)'}")
 
 
 @cli.command("archive")
 @_name_or_id
 @actor_option
-def archive(name_or_id: str, actor_email: str | None) -> None:
+@pass_cli
+def archive(cli_ctx: CliContext, name_or_id: str, actor_email: str | None) -> None:
     """Archive a key: hidden from the default list, never picked by the pool."""
-    with cli_session(actor_email) as session:
-        key = key_service.archive_key(session, key_service.resolve_key(session, name_or_id).id)
+    with cli_ctx.session(actor_email) as session:
+        key = writes.archive_key(session, resolve_key(session, name_or_id).id)
         click.echo(f"key {key.name} is archived")
 
 
 @cli.command("unarchive")
 @_name_or_id
 @actor_option
-def unarchive(name_or_id: str, actor_email: str | None) -> None:
+@pass_cli
+def unarchive(cli_ctx: CliContext, name_or_id: str, actor_email: str | None) -> None:
     """Bring an archived key back."""
-    with cli_session(actor_email) as session:
-        key = key_service.unarchive_key(session,
-                                        key_service.resolve_key(session, name_or_id).id)
+    with cli_ctx.session(actor_email) as session:
+        key = writes.unarchive_key(session,
+                                        resolve_key(session, name_or_id).id)
         click.echo(f"key {key.name} is no longer archived")
 
 
@@ -221,10 +224,11 @@ def unarchive(name_or_id: str, actor_email: str | None) -> None:
 @_name_or_id
 @click.option("--yes", is_flag=True, help="Confirm: the key can never be decrypted again.")
 @actor_option
-def delete_key(name_or_id: str, yes: bool, actor_email: str | None) -> None:
+@pass_cli
+def delete_key(cli_ctx: CliContext, name_or_id: str, yes: bool, actor_email: str | None) -> None:
     """Delete a key for good: its ciphertext is wiped; the row and its audit history stay."""
     if not yes:
         fail("deleting cannot be undone; pass --yes to confirm (or use archive instead)")
-    with cli_session(actor_email) as session:
-        key = key_service.delete_key(session, key_service.resolve_key(session, name_or_id).id)
+    with cli_ctx.session(actor_email) as session:
+        key = writes.delete_key(session, resolve_key(session, name_or_id).id)
         click.echo(f"key {key.name} deleted (its history stays in the audit log)")

@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from pathlib import Path
 
 import click
 
-from lib.bootstrap import load_settings
-from lib.cli.base import actor_option, cli, cli_session, fail
-from lib.crypto import (
+from lib.cli.base import CliContext, actor_option, cli, fail, pass_cli
+from lib.crypto.master_key import load_master_key, refuse_weak_key
+from lib.crypto.rotation import new_key_bytes, rotate_master_key, write_key_file
+from lib.crypto.sealed import (
     MASTER_KEY_ENV,
     KeyDecryptionError,
     MasterKey,
     MasterKeyError,
     generate_master_key_b64,
 )
-from lib.master_key import load_master_key, refuse_weak_key
-from lib.rotation import new_key_bytes, rotate_master_key, write_key_file
 
 NEW_KEY_ENV = "GEMINI_KEYS_NEW_MASTER_KEY"
-# Hidden test hook: seconds to sleep after each batch, so a test can kill a rotation midway.
-_TEST_DELAY_ENV = "GEMINI_KEYS_ROTATION_TEST_DELAY"
 
 
 def _default_key_path(data_dir: Path) -> Path:
@@ -40,9 +36,10 @@ def _new_key_path_option(command):
 
 @cli.command("generate-master-key")
 @_new_key_path_option
-def generate_master_key(new_key_file: Path | None) -> None:
+@pass_cli
+def generate_master_key(cli_ctx: CliContext, new_key_file: Path | None) -> None:
     """Write a new random master key to a file readable by you only; print its path."""
-    settings = load_settings()
+    settings = cli_ctx.settings
     path = write_key_file(new_key_file or _default_key_path(settings.data_dir),
                           generate_master_key_b64())
     click.echo(f"new master key written to {path} (mode 0600); the key itself is not shown")
@@ -59,7 +56,9 @@ def _progress(delay: float):
 @cli.command("rotate-master-key")
 @actor_option
 @_new_key_path_option
-def rotate_master_key_command(actor_email: str | None, new_key_file: Path | None) -> None:
+@pass_cli
+def rotate_master_key_command(cli_ctx: CliContext,
+                              actor_email: str | None, new_key_file: Path | None) -> None:
     """Re-encrypt every stored key under a new master key, in one transaction.
 
     The new key comes from GEMINI_KEYS_NEW_MASTER_KEY, or is generated and written to a file
@@ -68,11 +67,9 @@ def rotate_master_key_command(actor_email: str | None, new_key_file: Path | None
     app and every pool process with GEMINI_KEYS_MASTER_KEY set to the new key: the old key
     is refused from then on.
     """
-    settings = load_settings()
-    current, is_dev = load_master_key(env=settings.values, secrets=None,
-                                      data_dir=settings.data_dir,
-                                      allow_dev_default=not settings.production)
-    given = settings.get(NEW_KEY_ENV)
+    settings = cli_ctx.settings
+    current, is_dev = load_master_key(settings)
+    given = settings.new_master_key
     if given:
         new_b64 = given
         new = MasterKey.from_base64(given, source=NEW_KEY_ENV)
@@ -80,10 +77,10 @@ def rotate_master_key_command(actor_email: str | None, new_key_file: Path | None
             refuse_weak_key(new, settings.data_dir, NEW_KEY_ENV)
     else:
         new_b64 = generate_master_key_b64()
-    delay = float(os.environ.get(_TEST_DELAY_ENV) or 0)
+    delay = settings.rotation_test_delay
     written: Path | None = None
     try:
-        with cli_session(actor_email) as session:
+        with cli_ctx.session(actor_email) as session:
             # Verify the current key and lock before writing any file: a refused rotation
             # leaves no stray key behind.
             def progress(done: int, total: int) -> None:

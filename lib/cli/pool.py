@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
 import click
 
-from db.session import Actor
-from lib.cli.base import actor_option, cli, cli_engine, cli_session, fail, resolve_cli_actor
-from lib.health import DEFAULT_TIMEOUT, check_keys, checkable_key_ids
+from lib.cli.base import CliContext, actor_option, cli, fail, pass_cli
+from lib.clock import utc_now
+from lib.keys.reads import in_service_key_ids, resolve_key
 from lib.pool import pool_status
+from lib.pool.health import DEFAULT_TIMEOUT, check_keys
 
 EXIT_SOME_NOT_OK = 2
 
@@ -24,31 +24,28 @@ EXIT_SOME_NOT_OK = 2
 @click.option("--workers", type=click.IntRange(1, 32), default=4, show_default=True,
               help="Keys checked at the same time.")
 @actor_option
-def check_keys_command(names: tuple[str, ...], check_all: bool, timeout: float, workers: int,
+@pass_cli
+def check_keys_command(cli_ctx: CliContext,
+                       names: tuple[str, ...], check_all: bool, timeout: float, workers: int,
                        actor_email: str | None) -> None:
     """Ask Gemini whether stored keys work (GET /v1beta/models, key in a header).
 
     Each check is audited (key_checked); an invalid or blocked key is deactivated and a
     rate-limited one cooled down, as the key pool would. Exit status 2 if any key is not OK.
     """
-    from lib.keys import resolve_key
-    from lib.runtime import build_runtime
-
     if check_all == bool(names):
         fail("name the keys to check, or pass --all (not both)")
-    runtime = build_runtime(apply_migrations=False)
-    with cli_session() as session:
+    runtime = cli_ctx.runtime()
+    with cli_ctx.session() as session:
         if check_all:
-            key_ids = checkable_key_ids(session)
+            key_ids = in_service_key_ids(session)
         else:
             key_ids = list(dict.fromkeys(resolve_key(session, name).id for name in names))
     if not key_ids:
         click.echo("no keys to check")
         return
-    engine = cli_engine()
-    actor = resolve_cli_actor(engine, actor_email) if actor_email else Actor.service("cli")
-    results = check_keys(key_ids, master=runtime.master_key, actor=actor, engine=engine,
-                         base_url=runtime.settings.get("GEMINI_API_BASE_URL"),
+    results = check_keys(key_ids, master=runtime.master_key, actor=cli_ctx.actor(actor_email),
+                         engine=runtime.engine, base_url=runtime.settings.gemini_api_base_url,
                          timeout=timeout, workers=workers)
     width = max(len(r.name) for r in results)
     for r in results:
@@ -66,26 +63,27 @@ def check_keys_command(names: tuple[str, ...], check_all: bool, timeout: float, 
 
 
 @cli.command("pool-status")
-def pool_status_command() -> None:
+@pass_cli
+def pool_status_command(cli_ctx: CliContext) -> None:
     """Show every key as the pool sees it: state, cooldown, failures, today's (UTC) usage."""
-    with cli_session() as session:
+    with cli_ctx.session() as session:
         states = pool_status(session)
     if not states:
         click.echo("no keys")
         return
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utc_now()
     width = max(len(s.name) for s in states)
-    click.echo(f"{'name'.ljust(width)}  state     prio  group        fails  today: req  fail"
+    click.echo(f"{'name'.ljust(width)}  state         prio  group        fails  today: req  fail"
                "  429   avg ms  note")
     for s in states:
         note = ""
-        if s.state == "cooling" and s.cooldown_until:
+        if s.state == "cooling down" and s.cooldown_until:
             note = f"until {s.cooldown_until:%Y-%m-%d %H:%M:%S} UTC"
             note += f" ({int((s.cooldown_until - now).total_seconds())} s)"
         elif s.state == "disabled" and s.disabled_reason:
             note = s.disabled_reason
         avg = f"{s.avg_ms_today:.1f}" if s.avg_ms_today is not None else "-"
-        click.echo(f"{s.name.ljust(width)}  {s.state:<8}  {s.priority or 0:>4}  "
+        click.echo(f"{s.name.ljust(width)}  {s.state:<12}  {s.priority or 0:>4}  "
                    f"{(s.group_label or '-')[:12]:<12} {s.consecutive_failures:>5}  "
                    f"{s.requests_today:>10}  {s.failures_today:>4}  {s.rate_limited_today:>4}"
                    f"  {avg:>7}  {note}")

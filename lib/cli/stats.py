@@ -9,11 +9,14 @@ from pathlib import Path
 
 import click
 
-from db.session import session_scope
-from lib.cli.base import actor_option, cli, cli_session, resolve_cli_actor
+from lib.analytics.export import stats_csv, stats_file_name
+from lib.analytics.stats import StatsFilter
+from lib.cli.base import CliContext, actor_option, cli, pass_cli
+from lib.demo import check_demo_size
+from lib.demo import seed_demo as make_demo
 from lib.errors import InvalidInput
-from lib.export import stats_csv, stats_file_name, write_chunks
-from lib.stats import StatsFilter
+from lib.keys.reads import resolve_key
+from lib.streaming import write_chunks
 
 
 def parse_day(value: str, option: str) -> dt.date:
@@ -45,13 +48,13 @@ def output_path(output: str, flt: StatsFilter, per: str) -> Path:
               help="Count archived and deleted keys' traffic.")
 @click.option("-o", "--output", required=True, metavar="FILE",
               help="Write here (a directory gets gemini-usage_<from>_<to>.csv); - for stdout.")
-def export_stats(since: str, until: str, keys: tuple[str, ...], group: str | None, per: str,
+@pass_cli
+def export_stats(cli_ctx: CliContext,
+                 since: str, until: str, keys: tuple[str, ...], group: str | None, per: str,
                  include_archived: bool, output: str) -> None:
     """Export daily usage statistics as CSV, streamed (no key material in the file)."""
-    from lib.keys import resolve_key
-
     start, end = parse_day(since, "--from"), parse_day(until, "--to")
-    with cli_session() as session:
+    with cli_ctx.session() as session:
         key_ids = tuple(dict.fromkeys(resolve_key(session, k).id for k in keys))
         flt = StatsFilter(start, end, key_ids=key_ids, group=group or None,
                           include_archived=include_archived)
@@ -91,19 +94,13 @@ def export_stats(since: str, until: str, keys: tuple[str, ...], group: str | Non
               help="Audit history entries to add (at least the lifecycle events).")
 @click.option("--seed", type=int, default=None, help="Random seed, for repeatable numbers.")
 @actor_option
-def seed_demo(key_count: int, days: int, audit_rows: int, seed: int | None,
+@pass_cli
+def seed_demo(cli_ctx: CliContext, key_count: int, days: int, audit_rows: int, seed: int | None,
               actor_email: str | None) -> None:
     """Add clearly labelled demo keys (fake, encrypted), stats and audit history."""
-    from db.session import Actor
-    from lib.demo import _check
-    from lib.demo import seed_demo as make_demo
-    from lib.runtime import build_runtime
-
-    _check(key_count, days, audit_rows)  # before connecting: bad numbers fail fast
-    runtime = build_runtime(apply_migrations=False)
-    actor = (resolve_cli_actor(runtime.engine, actor_email) if actor_email
-             else Actor.service("cli"))
-    with session_scope(actor, engine=runtime.engine) as session:
+    check_demo_size(key_count, days, audit_rows)  # before connecting: bad numbers fail fast
+    runtime = cli_ctx.runtime()
+    with cli_ctx.session(actor_email) as session:
         summary = make_demo(session, runtime.master_key, keys=key_count, days=days,
                        audit_rows=audit_rows, seed=seed)
     click.echo(f"added {summary.keys} demo keys (demo-{summary.batch}-…), "

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from lib.cli.base import actor_option, cli, cli_session, fail, read_secret_from_stdin
-from lib.users import create_user as create_user_row
-from lib.users import list_users as list_user_rows
-from lib.users import reset_password as reset_password_row
-from lib.users import set_admin
+from lib.cli.base import CliContext, actor_option, cli, fail, pass_cli, read_secret_from_stdin
+from lib.users.accounts import create_user as create_user_row
+from lib.users.accounts import list_users as list_user_rows
+from lib.users.accounts import reset_password as reset_password_row
+from lib.users.accounts import set_admin
 
 STDIN_HELP = "Read the password from stdin (it is never taken from the command line)."
 
@@ -24,18 +24,21 @@ def _require_password_stdin(password_stdin: bool, command: str) -> str:
 @click.option("--email", required=True, help="The user's email (their sign-in name).")
 @click.option("--admin", is_flag=True, help="Make the user an admin.")
 @click.option("--password-stdin", is_flag=True, help=STDIN_HELP)
-def create_user(email: str, admin: bool, password_stdin: bool) -> None:
+@pass_cli
+def create_user(cli_ctx: CliContext, email: str, admin: bool, password_stdin: bool) -> None:
     """Create a user who can sign in; with --admin, one who sees everything."""
     password = _require_password_stdin(password_stdin, "create-user")
-    with cli_session() as session:
-        user = create_user_row(session, email=email, password=password, admin=admin)
+    with cli_ctx.session() as session:
+        user = create_user_row(session, email=email, password=password, admin=admin,
+                               bcrypt_rounds=cli_ctx.settings.bcrypt_rounds)
         click.echo(f"created {'admin' if admin else 'user'} {user.email} ({user.id})")
 
 
 @cli.command("list-users")
-def list_users() -> None:
+@pass_cli
+def list_users(cli_ctx: CliContext) -> None:
     """List users: email, admin or not, created, last sign-in (UTC)."""
-    with cli_session() as session:
+    with cli_ctx.session() as session:
         users = list_user_rows(session)
     for user in users:
         last = f"{user.last_sign_in_at:%Y-%m-%d %H:%M}" if user.last_sign_in_at else "never"
@@ -50,9 +53,10 @@ def list_users() -> None:
 @cli.command("grant-admin")
 @click.option("--email", required=True, help="The user who becomes an admin.")
 @actor_option
-def grant_admin(email: str, actor_email: str | None) -> None:
+@pass_cli
+def grant_admin(cli_ctx: CliContext, email: str, actor_email: str | None) -> None:
     """Make an existing user an admin."""
-    with cli_session(actor_email) as session:
+    with cli_ctx.session(actor_email) as session:
         changed = set_admin(session, email=email, admin=True)
     click.echo(f"{email.strip().lower()} {'is now' if changed else 'was already'} an admin")
 
@@ -60,9 +64,10 @@ def grant_admin(email: str, actor_email: str | None) -> None:
 @cli.command("revoke-admin")
 @click.option("--email", required=True, help="The admin who loses admin rights.")
 @actor_option
-def revoke_admin(email: str, actor_email: str | None) -> None:
+@pass_cli
+def revoke_admin(cli_ctx: CliContext, email: str, actor_email: str | None) -> None:
     """Take admin rights away (never the last admin's, nor your own)."""
-    with cli_session(actor_email) as session:
+    with cli_ctx.session(actor_email) as session:
         changed = set_admin(session, email=email, admin=False)
     click.echo(f"{email.strip().lower()} {'is no longer' if changed else 'was not'} an admin")
 
@@ -71,9 +76,12 @@ def revoke_admin(email: str, actor_email: str | None) -> None:
 @click.option("--email", required=True, help="Whose password to set.")
 @click.option("--password-stdin", is_flag=True, help=STDIN_HELP)
 @actor_option
-def reset_password(email: str, password_stdin: bool, actor_email: str | None) -> None:
+@pass_cli
+def reset_password(cli_ctx: CliContext,
+                   email: str, password_stdin: bool, actor_email: str | None) -> None:
     """Set a new password for a user (also lifts a sign-in lock)."""
     password = _require_password_stdin(password_stdin, "reset-password")
-    with cli_session(actor_email) as session:
-        user = reset_password_row(session, email=email, password=password)
+    with cli_ctx.session(actor_email) as session:
+        user = reset_password_row(session, email=email, password=password,
+                                  bcrypt_rounds=cli_ctx.settings.bcrypt_rounds)
         click.echo(f"password of {user.email} reset")

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import streamlit as st
 
 from lib.errors import GeminiKeysError
-from lib.logging_setup import redact_text
+from lib.redact import redact
 
 log = logging.getLogger("gemini_keys.ui")
 
@@ -42,7 +42,7 @@ def friendly_errors(where: str = "page") -> Iterator[None]:
         yield
     except GeminiKeysError as error:
         # These messages are written to be shown; redact anyway as a second line of defence.
-        message = redact_text(str(error))
+        message = redact(str(error))
         log.warning("%s on %s: %s", type(error).__name__, where, message)
         st.error(message)
         st.stop()

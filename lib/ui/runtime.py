@@ -1,13 +1,13 @@
-"""The process-wide Runtime, built once per Streamlit server."""
+"""The process-wide Runtime and cookie settings, built once per Streamlit server (per set of
+settings, so tests that switch databases get their own)."""
 
 from __future__ import annotations
-
-import os
 
 import streamlit as st
 
 from lib.runtime import Runtime, build_runtime
-from lib.signin import CookieSettings, load_cookie_settings
+from lib.settings import Settings
+from lib.users.cookies import CookieSettings, load_cookie_settings
 
 
 def streamlit_secrets() -> dict[str, str]:
@@ -21,20 +21,20 @@ def streamlit_secrets() -> dict[str, str]:
 
 
 @st.cache_resource(show_spinner="Connecting to the database…")
-def _runtime(database_url: str) -> Runtime:
-    # Keyed by DATABASE_URL so tests that switch databases get their own runtime.
-    return build_runtime(secrets=streamlit_secrets())
+def _runtime(settings_hash: int, _settings: Settings) -> Runtime:
+    return build_runtime(settings=_settings)
 
 
 def get_runtime() -> Runtime:
-    return _runtime(os.environ.get("DATABASE_URL", ""))
+    settings = Settings.load(secrets=streamlit_secrets())
+    return _runtime(hash(settings), settings)
 
 
 @st.cache_resource(show_spinner=False)
-def _cookie_settings(database_url: str, _runtime: Runtime) -> CookieSettings:
-    return load_cookie_settings(_runtime.settings)
+def _cookie_settings(settings_hash: int, _settings: Settings) -> CookieSettings:
+    return load_cookie_settings(_settings)
 
 
 def get_cookie_settings(runtime: Runtime) -> CookieSettings:
     """Cookie name, signing key (a dev key is generated once), expiry, login sleep."""
-    return _cookie_settings(os.environ.get("DATABASE_URL", ""), runtime)
+    return _cookie_settings(hash(runtime.settings), runtime.settings)

@@ -19,15 +19,13 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from db.session import Actor, session_scope
 from lib.errors import GeminiKeysError
 from lib.runtime import Runtime
-from lib.signin import sign_in
-from lib.ui.guard import SESSION_USER, signed_in_actor
+from lib.ui.identity import forget_user, remember_user, signed_in_actor
 from lib.ui.runtime import get_cookie_settings, get_runtime
-from lib.users import admin_exists, find_user, sign_in_credentials
+from lib.users.accounts import admin_exists, find_user, sign_in_credentials
+from lib.users.signin import sign_in
 
 log = logging.getLogger("gemini_keys.ui")
 
-# streamlit-authenticator's session keys; "logout" = True makes it ignore the cookie.
-AUTH_STATE = ("name", "authentication_status", "username", "email", "roles")
 COOKIE_OP = "gk_cookie_op"  # "set" | "delete" until the browser confirms (the component's key)
 EMAIL_KEY, PASSWORD_KEY, ERROR_KEY = "gk_sign_in_email", "gk_sign_in_password", "gk_sign_in_error"
 # Sign-ins in flight or not yet applied to their session, by session id: a lock held while the
@@ -79,7 +77,7 @@ def current_actor(runtime: Runtime) -> Actor | None:
     if user is None:
         sign_out()
         return None
-    st.session_state[SESSION_USER] = {"id": str(user.id), "email": email}
+    remember_user(user.id, email)
     return Actor.user(user.id, email)
 
 
@@ -96,9 +94,7 @@ def _sync_cookie(authenticator: stauth.Authenticate) -> None:
 
 
 def _complete_sign_in(user_id: uuid.UUID, email: str) -> None:
-    st.session_state[SESSION_USER] = {"id": str(user_id), "email": email}
-    st.session_state.update(name=email, username=email, email=email, roles=None,
-                            authentication_status=True, logout=None)
+    remember_user(user_id, email)
     if get_cookie_settings(get_runtime()).expiry_days > 0:
         st.session_state[COOKIE_OP] = "set"
 
@@ -123,8 +119,10 @@ def _submit_sign_in() -> None:
         lock = _sign_in_locks.setdefault(session_id, threading.Lock())
     with lock:
         try:
-            with session_scope(Actor.service("app"), engine=get_runtime().engine) as session:
-                result = sign_in(session, email, password)
+            runtime = get_runtime()
+            with session_scope(Actor.service("app"), engine=runtime.engine) as session:
+                result = sign_in(session, email, password,
+                                 bcrypt_rounds=runtime.settings.bcrypt_rounds)
             outcome = (result.user_id, result.email) if result.ok else result.message
         except GeminiKeysError as error:
             outcome = str(error)
@@ -159,13 +157,8 @@ def _apply_outcome() -> None:
 
 def sign_out() -> None:
     """Forget the user in this session and delete the cookie (also a button callback)."""
-    # Order matters if Streamlit interrupts this: the user is forgotten last, so a partial
-    # sign-out leaves them signed in (and they click again), never half signed in.
-    st.session_state["logout"] = True
-    for key in AUTH_STATE:
-        st.session_state[key] = None
     st.session_state[COOKIE_OP] = "delete"
-    st.session_state.pop(SESSION_USER, None)
+    forget_user()
 
 
 def render_sign_in() -> None:

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from db.session import Actor, session_scope
-from lib.alerts import AlertSettings, key_counts, overview_alerts
-from lib.audit import Action, write_audit
+from lib.analytics.alerts import AlertSettings, key_counts, overview_alerts
+from lib.audit.log import Action, write_audit
 from tests.support.stats_rows import insert_key, insert_stat
 
 NOW = dt.datetime(2026, 3, 10, 12, 0)

@@ -14,11 +14,12 @@ from click.testing import CliRunner
 from sqlalchemy import bindparam, text
 
 from db.session import Actor, session_scope
+from lib.analytics.export import stats_csv, stats_file_name
+from lib.analytics.stats import StatsFilter
 from lib.cli import cli
-from lib.export import stats_csv, stats_file_name, stream_csv, stream_query
-from lib.keys import add_key
+from lib.keys.writes import add_key
 from lib.runtime import build_runtime
-from lib.stats import StatsFilter
+from lib.streaming import stream_csv, stream_query
 from tests.support.stats_rows import day, insert_key, insert_stat, insert_stats
 
 COUNTS = ("request_count", "success_count", "failure_count", "rate_limit_count")
@@ -93,7 +94,7 @@ def test_csv_sums_equal_database_sums(db, history, admin_actor, seed):
 
 def expected_rows(db, f: StatsFilter) -> int:
     with session_scope(Actor.service("cli"), engine=db.engine) as s:
-        from lib.stats import stats_source
+        from lib.analytics.stats import stats_source
 
         source, params = stats_source(f)
         return s.scalar(text(f"SELECT count(*) {source}"), params)

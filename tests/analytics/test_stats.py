@@ -7,8 +7,7 @@ import datetime as dt
 import pytest
 
 from db.session import Actor, session_scope
-from lib.errors import InvalidInput
-from lib.stats import (
+from lib.analytics.stats import (
     StatsFilter,
     Totals,
     daily_totals,
@@ -18,6 +17,7 @@ from lib.stats import (
     totals,
     totals_with_previous,
 )
+from lib.errors import InvalidInput
 from tests.support.stats_rows import day, insert_key, insert_stat
 
 

@@ -20,9 +20,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from db.session import Actor, session_scope
-from lib.audit import Action
+from lib.audit.log import Action
 from tests.support.audit_rows import insert_key
-from tests.support.databases import make_user
+from tests.support.databases import TEST_BCRYPT_ROUNDS, make_user
 
 STRONG_PASSWORD = "correct horse battery staple"
 
@@ -51,7 +51,7 @@ class World:
         return session_scope(actor or self.admin, engine=self.runtime.engine)
 
     def add_key(self, name: str, *, group: str | None = None) -> uuid.UUID:
-        add_key = need("lib.keys", "add_key")
+        add_key = need("lib.keys.writes", "add_key")
         api_key = fake_key()
         self.plaintexts.append(api_key)
         with self.session() as session:
@@ -71,7 +71,7 @@ class Outcome:
 
 def key_change(function: str, action: Action, *args, setup: Callable | None = None):
     def drive(w: World) -> Outcome:
-        change = need("lib.keys", function)
+        change = need("lib.keys.writes", function)
         key_id = w.add_key("subject", group="project-a")
         if setup:
             with w.session() as session:
@@ -84,7 +84,7 @@ def key_change(function: str, action: Action, *args, setup: Callable | None = No
 
 
 def add_key(w: World):
-    add = need("lib.keys", "add_key")
+    add = need("lib.keys.writes", "add_key")
     yield
     api_key = fake_key()
     w.plaintexts.append(api_key)
@@ -94,7 +94,7 @@ def add_key(w: World):
 
 
 def import_keys(w: World):
-    import_keys = need("lib.key_import", "import_keys")
+    import_keys = need("lib.keys.importing", "import_keys")
     yield
     api_key = fake_key()
     w.plaintexts.append(api_key)
@@ -104,7 +104,7 @@ def import_keys(w: World):
 
 
 def bulk_edit(w: World):
-    apply_edits, key_edit = need("lib.key_list", "apply_edits"), need("lib.key_list", "KeyEdit")
+    apply_edits, key_edit = need("lib.keys.writes", "apply_edits"), need("lib.keys.writes", "KeyEdit")
     key_id = w.add_key("edited")
     yield
     with w.session() as session:
@@ -113,7 +113,7 @@ def bulk_edit(w: World):
 
 
 def health_check(w: World):
-    check = need("lib.health", "check_stored_key")
+    check = need("lib.pool.health", "check_stored_key")
     key_id = w.add_key("checked")
     w.fake.respond(w.plaintexts[-1], "ok")
     yield
@@ -140,7 +140,7 @@ def pool_outcome(kind: str, action: Action):
 
 
 def rotate_master_key(w: World):
-    rotate = need("lib.rotation", "rotate_master_key")
+    rotate = need("lib.crypto.rotation", "rotate_master_key")
     w.add_key("rotated")
     cli_actor = Actor.service("cli", w.admin.user_id, w.admin.email)
     yield
@@ -152,7 +152,7 @@ def rotate_master_key(w: World):
 
 def user_change(action: Action, call: Callable, *, other_is_admin: bool = False):
     def drive(w: World):
-        need("lib.users", call.__name__.removeprefix("_"))
+        need("lib.users.accounts", call.__name__.removeprefix("_"))
         make_user(w.db, "other@example.com", admin=other_is_admin)
         yield
         with w.session() as session:
@@ -162,23 +162,25 @@ def user_change(action: Action, call: Callable, *, other_is_admin: bool = False)
 
 
 def _create_user(session):
-    from lib.users import create_user
-    create_user(session, email="new@example.com", password=STRONG_PASSWORD)
+    from lib.users.accounts import create_user
+    create_user(session, email="new@example.com", password=STRONG_PASSWORD,
+                bcrypt_rounds=TEST_BCRYPT_ROUNDS)
 
 
 def _set_admin_on(session):
-    from lib.users import set_admin
+    from lib.users.accounts import set_admin
     assert set_admin(session, email="other@example.com", admin=True)
 
 
 def _set_admin_off(session):
-    from lib.users import set_admin
+    from lib.users.accounts import set_admin
     assert set_admin(session, email="other@example.com", admin=False)
 
 
 def _reset_password(session):
-    from lib.users import reset_password
-    reset_password(session, email="other@example.com", password="another strong passphrase")
+    from lib.users.accounts import reset_password
+    reset_password(session, email="other@example.com", password="another strong passphrase",
+                   bcrypt_rounds=TEST_BCRYPT_ROUNDS)
 
 
 for _f, _name in ((_create_user, "_create_user"), (_set_admin_on, "_set_admin"),
@@ -188,27 +190,29 @@ for _f, _name in ((_create_user, "_create_user"), (_set_admin_on, "_set_admin"),
 
 def sign_in_failure(failures_before: int, action: Action):
     def drive(w: World):
-        sign_in = need("lib.signin", "sign_in")
+        sign_in = need("lib.users.signin", "sign_in")
         make_user(w.db, "other@example.com", admin=False)
         app = Actor.service("app")
         for _ in range(failures_before):
             with w.session(app) as session:
-                sign_in(session, "other@example.com", "wrong password!")
+                sign_in(session, "other@example.com", "wrong password!",
+                        bcrypt_rounds=TEST_BCRYPT_ROUNDS)
         yield
         with w.session(app) as session:
-            result = sign_in(session, "other@example.com", "wrong password!")
+            result = sign_in(session, "other@example.com", "wrong password!",
+                             bcrypt_rounds=TEST_BCRYPT_ROUNDS)
         assert not result.ok
         return Outcome(action, None, None, same_transaction_as_key_change=False)
     return drive
 
 
 def _deactivate(session, key_id):
-    from lib.keys import set_active
+    from lib.keys.writes import set_active
     set_active(session, key_id, False)
 
 
 def _archive(session, key_id):
-    from lib.keys import archive_key
+    from lib.keys.writes import archive_key
     archive_key(session, key_id)
 
 
@@ -315,7 +319,7 @@ def test_rotation_audit_row_shares_the_transaction_of_the_re_encryption(db, worl
 @pytest.mark.one_server
 def test_a_change_whose_audit_row_fails_does_not_happen(db, world):
     """The audit row names a user that does not exist: its insert fails, the change rolls back."""
-    set_priority = need("lib.keys", "set_priority")
+    set_priority = need("lib.keys.writes", "set_priority")
     key_id = world.add_key("kept")
     ghost = Actor.service("cli", uuid.uuid4(), "ghost@example.com")
     before = audit_rows(db)
@@ -399,7 +403,7 @@ def test_created_at_cannot_be_left_empty(db):
 
 @pytest.mark.one_server
 def test_a_deleted_key_keeps_its_history(db, world):
-    delete_key = need("lib.keys", "delete_key")
+    delete_key = need("lib.keys.writes", "delete_key")
     key_id = world.add_key("retired")
     with world.session() as session:
         delete_key(session, key_id)

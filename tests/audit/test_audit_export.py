@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from db.session import Actor, session_scope
-from lib.audit_export import COLUMNS, entry_chunks, write_export
-from lib.audit_queries import AuditFilter, fetch_page, iter_entries
+from lib.audit.export import COLUMNS, entry_chunks, write_export
+from lib.audit.queries import AuditFilter, fetch_page, iter_entries
 from lib.cli import cli
 from tests.support.audit_rows import BASE_TIME, insert_key, seed
 

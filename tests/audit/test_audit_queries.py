@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from db.session import Actor, session_scope
-from lib.audit_queries import (
+from lib.audit.queries import (
     AuditFilter,
     Change,
     action_counts,

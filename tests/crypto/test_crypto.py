@@ -8,27 +8,27 @@ import os
 import stat
 import uuid
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
-from lib.crypto import (
+from lib.crypto.master_key import load_master_key
+from lib.crypto.sealed import (
     CryptoError,
-    EncryptedKey,
-    InvalidKeyFormat,
     KeyDecryptionError,
     MasterKey,
     MasterKeyError,
     MasterKeyMismatch,
-    decrypt_api_key,
-    encrypt_api_key,
+    SealedKey,
     fingerprint,
     generate_master_key_b64,
     make_check_value,
-    masked_hint,
-    normalise_api_key,
+    seal,
+    unseal,
     verify_check_value,
 )
-from lib.master_key import load_master_key
+from lib.key_format import InvalidKeyFormat, masked_hint, normalise_api_key
+from lib.settings import Settings
 
 # Fake but well-shaped: "AIza" + 35 allowed characters. Never a real key.
 FAKE_KEY = "AIza" + "Fake_Key-0123456789abcdefghijklmnop"
@@ -47,16 +47,13 @@ def master() -> MasterKey:
     return new_master()
 
 
-def decrypt(master: MasterKey, key_id: uuid.UUID, enc: EncryptedKey) -> str:
-    return decrypt_api_key(
-        master,
-        key_id=key_id,
-        key_name=KEY_NAME,
-        encrypted_key=enc.encrypted_key,
-        encryption_iv=enc.encryption_iv,
-        encryption_tag=enc.encryption_tag,
-        master_key_version=enc.master_key_version,
-    )
+def encrypt_api_key(master: MasterKey, *, key_id: uuid.UUID, plaintext: str) -> SealedKey:
+    return seal(master, key_id, normalise_api_key(plaintext))
+
+
+def decrypt(master: MasterKey, key_id: uuid.UUID, enc: SealedKey) -> str:
+    """unseal() of a row holding `enc` under `key_id` and KEY_NAME."""
+    return unseal(master, SimpleNamespace(id=key_id, name=KEY_NAME, **enc.columns()))
 
 
 def flip_bit(b64: str) -> str:
@@ -167,19 +164,20 @@ def test_decrypt_rejects_malformed_columns(master, column, value, expected):
 
 
 def test_fingerprint_is_stable_and_ignores_surrounding_whitespace(master):
-    first = fingerprint(master, FAKE_KEY)
-    assert first == fingerprint(master, f"  {FAKE_KEY}\n")
+    first = fingerprint(master, normalise_api_key(FAKE_KEY))
+    assert first == fingerprint(master, normalise_api_key(f"  {FAKE_KEY}\n"))
     assert len(first) == 64 and int(first, 16) >= 0
-    assert first != fingerprint(master, OTHER_FAKE_KEY)
+    assert first != fingerprint(master, normalise_api_key(OTHER_FAKE_KEY))
 
 
 def test_fingerprint_differs_across_master_keys(master):
-    assert fingerprint(master, FAKE_KEY) != fingerprint(new_master(), FAKE_KEY)
+    key = normalise_api_key(FAKE_KEY)
+    assert fingerprint(master, key) != fingerprint(new_master(), key)
 
 
 def test_masked_hint_shows_at_most_eight_characters():
-    assert masked_hint(FAKE_KEY) == "AIza…mnop"
-    assert masked_hint(f" {FAKE_KEY} ") == "AIza…mnop"
+    assert masked_hint(normalise_api_key(FAKE_KEY)) == "AIza…mnop"
+    assert masked_hint(normalise_api_key(f" {FAKE_KEY} ")) == "AIza…mnop"
     assert masked_hint("short-secret") == "…"
 
 
@@ -296,15 +294,21 @@ def test_check_value_rejects_malformed(master, bad):
         verify_check_value(master, bad)
 
 
-# --- loading --------------------------------------------------------------------------
+# --- loading ---------------------------------------------------------------------------
+
+
+def load(data_dir, env=None, secrets=None, *, production=False):
+    """load_master_key with settings made only of `env`, `secrets` and the data dir."""
+    env = {"GEMINI_KEYS_DATA_DIR": str(data_dir), **(env or {})}
+    if production:
+        env["GEMINI_KEYS_ENV"] = "production"
+    return load_master_key(Settings.load(env, secrets))
 
 
 def test_dev_default_created_once_with_mode_0600_and_reused(tmp_path, caplog):
     data_dir = tmp_path / "data" / "nested"
     with caplog.at_level(logging.WARNING, logger="gemini_keys"):
-        first, is_dev = load_master_key(
-            env={}, secrets=None, data_dir=data_dir, allow_dev_default=True
-        )
+        first, is_dev = load(data_dir)
     path = data_dir / "master.key"
     assert is_dev is True
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -318,54 +322,37 @@ def test_dev_default_created_once_with_mode_0600_and_reused(tmp_path, caplog):
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="gemini_keys"):
-        second, is_dev = load_master_key(
-            env={}, secrets=None, data_dir=data_dir, allow_dev_default=True
-        )
+        second, is_dev = load(data_dir)
     assert is_dev is True and second == first
     assert "generated" not in caplog.text and stored not in caplog.text
 
 
 def test_dev_default_refuses_loose_permissions(tmp_path):
-    load_master_key(env={}, secrets=None, data_dir=tmp_path, allow_dev_default=True)
+    load(tmp_path)
     (tmp_path / "master.key").chmod(0o644)
     with pytest.raises(MasterKeyError, match="chmod 600"):
-        load_master_key(env={}, secrets=None, data_dir=tmp_path, allow_dev_default=True)
+        load(tmp_path)
 
 
 def test_env_beats_secrets_beats_dev_file(tmp_path):
     env_key, secret_key = generate_master_key_b64(), generate_master_key_b64()
-    dev, _ = load_master_key(
-        env={}, secrets=None, data_dir=tmp_path, allow_dev_default=True
-    )
+    dev, _ = load(tmp_path)
 
-    loaded, is_dev = load_master_key(
-        env={ENV: env_key},
-        secrets={ENV: secret_key},
-        data_dir=tmp_path,
-        allow_dev_default=True,
-    )
+    loaded, is_dev = load(tmp_path, {ENV: env_key}, {ENV: secret_key})
     assert loaded == MasterKey.from_base64(env_key) and is_dev is False
 
-    loaded, is_dev = load_master_key(
-        env={}, secrets={ENV: secret_key}, data_dir=tmp_path, allow_dev_default=True
-    )
+    loaded, is_dev = load(tmp_path, {}, {ENV: secret_key})
     assert loaded == MasterKey.from_base64(secret_key) and is_dev is False
 
-    loaded, is_dev = load_master_key(
-        env={}, secrets={}, data_dir=tmp_path, allow_dev_default=True
-    )
+    loaded, is_dev = load(tmp_path, {}, {})
     assert loaded == dev and is_dev is True
 
 
 def test_load_ignores_a_version_setting_the_database_decides(tmp_path):
-    # The version in force lives in gemini_master_key_check (lib.runtime.verify_master_key).
+    # The version in force lives in gemini_master_key_check (verify_master_key).
     key = generate_master_key_b64()
-    loaded, _ = load_master_key(
-        env={ENV: key, "GEMINI_KEYS_MASTER_KEY_VERSION": "2"},
-        secrets=None,
-        data_dir=tmp_path,
-        allow_dev_default=False,
-    )
+    loaded, _ = load(tmp_path, {ENV: key, "GEMINI_KEYS_MASTER_KEY_VERSION": "2"},
+                     production=True)
     assert loaded.version == 1
 
 
@@ -378,30 +365,18 @@ class MissingSecretsFile(dict):
 
 def test_load_treats_missing_secrets_file_as_unset(tmp_path):
     with pytest.raises(MasterKeyError, match="no master key configured"):
-        load_master_key(
-            env={},
-            secrets=MissingSecretsFile(),
-            data_dir=tmp_path,
-            allow_dev_default=False,
-        )
+        load(tmp_path, {}, MissingSecretsFile(), production=True)
 
 
 def test_load_without_dev_default_and_nothing_configured_raises(tmp_path):
     with pytest.raises(MasterKeyError, match="no master key configured") as info:
-        load_master_key(
-            env={}, secrets=None, data_dir=tmp_path, allow_dev_default=False
-        )
+        load(tmp_path, production=True)
     assert ENV in str(info.value)
     assert not (tmp_path / "master.key").exists()
 
 
 def test_load_rejects_invalid_env_value_without_falling_back(tmp_path):
     with pytest.raises(MasterKeyError) as info:
-        load_master_key(
-            env={ENV: "changeme"},
-            secrets=None,
-            data_dir=tmp_path,
-            allow_dev_default=True,
-        )
+        load(tmp_path, {ENV: "changeme"})
     assert "changeme" not in str(info.value)
     assert not (tmp_path / "master.key").exists()

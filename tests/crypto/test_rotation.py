@@ -21,20 +21,21 @@ from sqlalchemy.exc import OperationalError
 from db.models import ApiKey
 from db.session import Actor, session_scope
 from lib.cli import cli
-from lib.crypto import (
+from lib.crypto.master_key import verify_master_key
+from lib.crypto.rotation import rotate_master_key
+from lib.crypto.sealed import (
     KeyDecryptionError,
     MasterKey,
     MasterKeyMismatch,
-    decrypt_api_key,
-    encrypt_api_key,
     fingerprint,
     generate_master_key_b64,
-    masked_hint,
+    seal,
+    unseal,
     verify_check_value,
 )
-from lib.keys import add_key, delete_key
-from lib.rotation import rotate_master_key
-from lib.runtime import build_runtime, verify_master_key
+from lib.key_format import ApiKeyText
+from lib.keys.writes import add_key, delete_key
+from lib.runtime import build_runtime
 from tests.support.databases import REPO_ROOT, TEST_MASTER_KEY, make_user
 
 
@@ -48,18 +49,14 @@ def master_from(text_b64: str, version: int = 1) -> MasterKey:
 
 def seed(db, master: MasterKey, count: int, *, tombstones: int = 0) -> dict[uuid.UUID, str]:
     """`count` live keys encrypted under `master` (bulk insert) plus wiped tombstones."""
-    verify_master_key(db.engine, master)  # records the check value, as a first start does
+    with session_scope(Actor.service("system"), engine=db.engine) as session:
+        verify_master_key(session, master)  # records the check value, as a first start does
     plaintexts, rows, gone = {}, [], []
     for i in range(count):
         key_id, plaintext = uuid.uuid4(), fake_key()
-        sealed = encrypt_api_key(master, key_id=key_id, plaintext=plaintext)
         plaintexts[key_id] = plaintext
-        rows.append({"id": key_id, "name": f"key-{i:05d}", "encrypted_key": sealed.encrypted_key,
-                     "encryption_iv": sealed.encryption_iv,
-                     "encryption_tag": sealed.encryption_tag,
-                     "master_key_version": master.version,
-                     "fingerprint": fingerprint(master, plaintext),
-                     "masked_hint": masked_hint(plaintext)})
+        rows.append({"id": key_id, "name": f"key-{i:05d}",
+                     **seal(master, key_id, ApiKeyText(plaintext)).columns()})
     for i in range(tombstones):
         gone.append({"id": uuid.uuid4(), "name": f"gone-{i}", "encrypted_key": "",
                      "encryption_iv": "", "encryption_tag": "", "master_key_version": 1,
@@ -94,11 +91,7 @@ def decrypts_all(db, master: MasterKey, plaintexts: dict[uuid.UUID, str]) -> boo
     assert {row.id for row in live} == set(plaintexts)
     for row in live:
         try:
-            plain = decrypt_api_key(master, key_id=row.id, key_name=row.name,
-                                    encrypted_key=row.encrypted_key,
-                                    encryption_iv=row.encryption_iv,
-                                    encryption_tag=row.encryption_tag,
-                                    master_key_version=row.master_key_version)
+            plain = unseal(master, row)
         except KeyDecryptionError:
             return False
         assert plain == plaintexts[row.id]
@@ -133,7 +126,7 @@ def test_rotation_round_trip_at_1000_keys(db):
     assert decrypts_all(db, new, plaintexts)
     assert not decrypts_all(db, master_from(TEST_MASTER_KEY, 2), plaintexts)
     rows = stored_keys(db)
-    assert all(r.fingerprint == fingerprint(new, plaintexts[r.id])
+    assert all(r.fingerprint == fingerprint(new, ApiKeyText(plaintexts[r.id]))
                for r in rows if r.deleted_at is None)
     assert [r for r in rows if r.deleted_at is not None] == tombstones_before
     with db.engine.connect() as connection:
@@ -337,7 +330,8 @@ def test_rotation_killed_midway_leaves_every_key_on_the_old_master_key(db, tmp_p
     # The killed client's transaction is rolled back by the server: nothing changed.
     assert snapshot(db) == before
     assert decrypts_all(db, old, plaintexts)
-    assert verify_master_key(db.engine, old).version == 1
+    with session_scope(Actor.service("system"), engine=db.engine) as session:
+        assert verify_master_key(session, old).version == 1
     # And a new rotation then goes through.
     result = run_cli("rotate-master-key", env={"GEMINI_KEYS_NEW_MASTER_KEY": env[
         "GEMINI_KEYS_NEW_MASTER_KEY"]})
@@ -346,7 +340,7 @@ def test_rotation_killed_midway_leaves_every_key_on_the_old_master_key(db, tmp_p
 
 
 def test_decrypting_under_a_newer_version_tells_a_stale_process_to_restart(db):
-    from lib.keys import reveal_key
+    from lib.keys.reads import reveal_key
 
     old = master_from(TEST_MASTER_KEY)
     seed(db, old, 1)
@@ -385,7 +379,7 @@ def test_cli_commands_with_the_old_key_stop_and_explain_the_rotation(db):
 
 
 def test_a_health_check_after_a_rotation_disables_no_key(db):
-    from lib.health import check_stored_key
+    from lib.pool.health import check_stored_key
 
     old = master_from(TEST_MASTER_KEY)
     seed(db, old, 1)

@@ -30,6 +30,7 @@ def test_an_empty_master_key_setting_counts_as_unset(db, monkeypatch, value):
 def test_production_without_a_master_key_refuses_to_start(db, monkeypatch):
     monkeypatch.delenv("GEMINI_KEYS_MASTER_KEY")
     monkeypatch.setenv("GEMINI_KEYS_ENV", "production")
+    monkeypatch.setenv("GEMINI_KEYS_BCRYPT_ROUNDS", "10")  # production refuses the tests' 4
     monkeypatch.setenv("GEMINI_KEYS_COOKIE_KEY", "k" * 8 + "Zq3-x9Tw" * 6)
     with pytest.raises(GeminiKeysError, match="GEMINI_KEYS_MASTER_KEY"):
         build_runtime()

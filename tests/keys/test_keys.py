@@ -10,10 +10,21 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+import lib.keys.writes as key_writes
 from db.session import Actor, session_scope
-from lib import keys
-from lib.crypto import CryptoError, KeyDecryptionError, MasterKey
+from lib.crypto.sealed import CryptoError, KeyDecryptionError, MasterKey
 from lib.errors import InvalidInput, NotFound
+from lib.key_format import looks_like_key
+from lib.keys.reads import resolve_key, reveal_key
+from lib.keys.writes import (
+    add_key,
+    archive_key,
+    delete_key,
+    rename_key,
+    set_active,
+    set_priority,
+    unarchive_key,
+)
 from lib.runtime import build_runtime
 from tests.support.keys import audit_rows, dump_tables, dump_text, fake_key, key_audit_rows
 
@@ -32,13 +43,13 @@ def admin_session(rt, admin_actor):
 
 def add(rt, actor, name="main", api_key=None, **kwargs):
     with session_scope(actor, engine=rt.engine) as session:
-        return keys.add_key(session, rt.master_key, name=name, api_key=api_key or fake_key(),
+        return add_key(session, rt.master_key, name=name, api_key=api_key or fake_key(),
                             **kwargs)
 
 
 def load(rt, actor, key_id):
     with session_scope(actor, engine=rt.engine) as session:
-        return keys.resolve_key(session, str(key_id))
+        return resolve_key(session, str(key_id))
 
 
 def owner_update(db, sql, **params):
@@ -51,7 +62,7 @@ def owner_update(db, sql, **params):
 def test_added_key_decrypts_to_the_same_text_in_a_later_transaction(rt, admin_actor):
     secret = fake_key()
     row = add(rt, admin_actor, api_key=f"  {secret}\n")
-    assert keys.reveal_key(rt.master_key, load(rt, admin_actor, row.id)) == secret
+    assert reveal_key(rt.master_key, load(rt, admin_actor, row.id)) == secret
 
 
 def test_add_key_stores_hint_fingerprint_version_creator_and_one_audit_row(db, rt, admin_actor):
@@ -90,7 +101,7 @@ def test_a_flipped_bit_in_any_column_fails_naming_the_key(db, rt, admin_actor, c
     owner_update(db, f"UPDATE gemini_api_keys SET {column} = :v WHERE id = :id",
                  v=flip_first_bit(getattr(row, column)), id=row.id)
     with pytest.raises(KeyDecryptionError, match="'tampered'") as caught:
-        keys.reveal_key(rt.master_key, load(rt, admin_actor, row.id))
+        reveal_key(rt.master_key, load(rt, admin_actor, row.id))
     assert caught.value.key_id == row.id
 
 
@@ -103,15 +114,15 @@ def test_ciphertext_swapped_between_rows_fails_instead_of_returning_the_other_ke
                  k=first.encrypted_key, iv=first.encryption_iv, tag=first.encryption_tag,
                  id=second.id)
     with pytest.raises(KeyDecryptionError, match="'second'"):
-        keys.reveal_key(rt.master_key, load(rt, admin_actor, second.id))
-    keys.reveal_key(rt.master_key, load(rt, admin_actor, first.id))  # the original still works
+        reveal_key(rt.master_key, load(rt, admin_actor, second.id))
+    reveal_key(rt.master_key, load(rt, admin_actor, first.id))  # the original still works
 
 
 def test_wrong_master_key_fails_naming_the_key(rt, admin_actor):
     row = add(rt, admin_actor, name="mine")
     other = MasterKey(os.urandom(32), rt.master_key.version)
     with pytest.raises(KeyDecryptionError, match="'mine'"):
-        keys.reveal_key(other, load(rt, admin_actor, row.id))
+        reveal_key(other, load(rt, admin_actor, row.id))
 
 
 def test_master_key_version_changed_on_the_row_fails_naming_the_key(db, rt, admin_actor):
@@ -120,7 +131,7 @@ def test_master_key_version_changed_on_the_row_fails_naming_the_key(db, rt, admi
                  id=row.id)
     # A newer version on the row reads as "the master key was rotated" (MasterKeyMismatch).
     with pytest.raises(CryptoError, match="'versioned'"):
-        keys.reveal_key(rt.master_key, load(rt, admin_actor, row.id))
+        reveal_key(rt.master_key, load(rt, admin_actor, row.id))
 
 
 # -- bad input: a clear message and nothing stored -----------------------------------------
@@ -169,10 +180,10 @@ def test_add_key_refuses_bad_input_and_stores_nothing(db, rt, admin_actor, case,
     before = dump_tables(db)
     with pytest.raises(InvalidInput, match=message) as caught, \
             session_scope(admin_actor, engine=rt.engine) as session:
-        keys.add_key(session, rt.master_key, **values)
+        add_key(session, rt.master_key, **values)
     assert dump_tables(db) == before
     for value in values.values():
-        if isinstance(value, str) and keys.looks_like_key(value):
+        if isinstance(value, str) and looks_like_key(value):
             assert value.strip() not in str(caught.value)
 
 
@@ -185,7 +196,7 @@ def test_add_key_refuses_duplicates(db, rt, admin_actor, same):
     before = dump_tables(db)
     with pytest.raises(InvalidInput, match="already"), \
             session_scope(admin_actor, engine=rt.engine) as session:
-        keys.add_key(session, rt.master_key, name=name, api_key=api_key)
+        add_key(session, rt.master_key, name=name, api_key=api_key)
     assert dump_tables(db) == before
 
 
@@ -194,16 +205,16 @@ def test_add_key_refuses_duplicates(db, rt, admin_actor, same):
 def test_resolve_key_by_id_and_by_name_in_any_case(rt, admin_actor):
     row = add(rt, admin_actor, name="Project-A")
     with session_scope(admin_actor, engine=rt.engine) as session:
-        assert keys.resolve_key(session, str(row.id)).id == row.id
-        assert keys.resolve_key(session, row.id).id == row.id
-        assert keys.resolve_key(session, " project-a ").id == row.id
+        assert resolve_key(session, str(row.id)).id == row.id
+        assert resolve_key(session, row.id).id == row.id
+        assert resolve_key(session, " project-a ").id == row.id
 
 
 @pytest.mark.parametrize("argument", ["nope", "", str(uuid.uuid4())])
 def test_resolve_key_raises_not_found(rt, admin_actor, argument):
     add(rt, admin_actor, name="exists")
     with pytest.raises(NotFound), session_scope(admin_actor, engine=rt.engine) as session:
-        keys.resolve_key(session, argument)
+        resolve_key(session, argument)
 
 
 def test_resolve_key_does_not_echo_an_api_key_passed_as_the_name(rt, admin_actor):
@@ -211,14 +222,14 @@ def test_resolve_key_does_not_echo_an_api_key_passed_as_the_name(rt, admin_actor
     add(rt, admin_actor, name="exists", api_key=secret)
     with pytest.raises(NotFound) as caught, \
             session_scope(admin_actor, engine=rt.engine) as session:
-        keys.resolve_key(session, secret)
+        resolve_key(session, secret)
     assert secret not in str(caught.value)
 
 
 def test_non_admin_cannot_see_keys(rt, admin_actor, member_actor):
     row = add(rt, admin_actor, name="hidden")
     with pytest.raises(NotFound), session_scope(member_actor, engine=rt.engine) as session:
-        keys.resolve_key(session, str(row.id))
+        resolve_key(session, str(row.id))
 
 
 # -- changes: exactly one audit row each, none when nothing changes -------------------------
@@ -238,7 +249,7 @@ def test_each_change_writes_one_audit_row_with_before_and_after(
         db, rt, admin_actor, function, args, kwargs, action, after):
     row = add(rt, admin_actor, name="k", priority=3, group_label="proj-a")
     with session_scope(admin_actor, engine=rt.engine) as session:
-        changed = getattr(keys, function)(session, row.id, *args, **kwargs)
+        changed = getattr(key_writes, function)(session, row.id, *args, **kwargs)
         assert {c: getattr(changed, c) for c in after} == after
     [audit] = key_audit_rows(db)[1:]
     assert audit["action"] == action and audit["key_id"] == row.id
@@ -247,7 +258,7 @@ def test_each_change_writes_one_audit_row_with_before_and_after(
     assert set(audit["details"]["before"]) >= set(after)
     # Repeating the same change is a no-op: no second audit row.
     with session_scope(admin_actor, engine=rt.engine) as session:
-        getattr(keys, function)(session, row.id, *args, **kwargs)
+        getattr(key_writes, function)(session, row.id, *args, **kwargs)
     assert len(key_audit_rows(db)) == 2
 
 
@@ -256,7 +267,7 @@ def test_activating_clears_an_automatic_disable(db, rt, admin_actor):
     owner_update(db, "UPDATE gemini_api_keys SET is_active = false, consecutive_failures = 5,"
                      " disabled_reason = 'API_KEY_INVALID' WHERE id = :id", id=row.id)
     with session_scope(admin_actor, engine=rt.engine) as session:
-        key = keys.set_active(session, row.id, True)
+        key = set_active(session, row.id, True)
         assert (key.is_active, key.disabled_reason, key.consecutive_failures) == (True, None, 0)
     assert audit_rows(db, "key_activated")[0]["details"]["before"]["disabled_reason"] \
         == "API_KEY_INVALID"
@@ -268,7 +279,7 @@ def test_rename_refuses_a_name_in_use(db, rt, admin_actor):
     before = dump_tables(db)
     with pytest.raises(InvalidInput, match="already exists"), \
             session_scope(admin_actor, engine=rt.engine) as session:
-        keys.rename_key(session, row.id, "TAKEN")
+        rename_key(session, row.id, "TAKEN")
     assert dump_tables(db) == before
 
 
@@ -276,10 +287,10 @@ def test_archive_and_unarchive_are_audited_once_each(db, rt, admin_actor):
     row = add(rt, admin_actor)
     for _ in range(2):
         with session_scope(admin_actor, engine=rt.engine) as session:
-            assert keys.archive_key(session, row.id).archived_at is not None
+            assert archive_key(session, row.id).archived_at is not None
     for _ in range(2):
         with session_scope(admin_actor, engine=rt.engine) as session:
-            assert keys.unarchive_key(session, row.id).archived_at is None
+            assert unarchive_key(session, row.id).archived_at is None
     assert [a["action"] for a in key_audit_rows(db)] == ["key_added", "key_archived",
                                                          "key_unarchived"]
 
@@ -289,9 +300,9 @@ def test_delete_tombstones_the_row_keeping_history_and_freeing_name_and_key(
     secret = fake_key()
     row = add(rt, admin_actor, name="doomed", api_key=secret)
     with session_scope(admin_actor, engine=rt.engine) as session:
-        keys.set_priority(session, row.id, 10)
+        set_priority(session, row.id, 10)
     with session_scope(admin_actor, engine=rt.engine) as session:
-        keys.delete_key(session, "doomed")
+        delete_key(session, "doomed")
     with db.engine.connect() as connection:
         stored = connection.execute(text("SELECT * FROM gemini_api_keys WHERE id = :id"),
                                     {"id": row.id}).one()
@@ -301,11 +312,11 @@ def test_delete_tombstones_the_row_keeping_history_and_freeing_name_and_key(
     assert [a["action"] for a in key_audit_rows(db)] == [
         "key_added", "key_priority_changed", "key_deleted"]
     with pytest.raises(KeyDecryptionError, match="'doomed'"):
-        keys.reveal_key(rt.master_key, stored)
+        reveal_key(rt.master_key, stored)
     with pytest.raises(NotFound), session_scope(admin_actor, engine=rt.engine) as session:
-        keys.resolve_key(session, str(row.id))
+        resolve_key(session, str(row.id))
     again = add(rt, admin_actor, name="doomed", api_key=secret)  # name and key are free again
-    assert keys.reveal_key(rt.master_key, load(rt, admin_actor, again.id)) == secret
+    assert reveal_key(rt.master_key, load(rt, admin_actor, again.id)) == secret
 
 
 def test_a_key_row_cannot_be_deleted_outright_because_its_history_must_stay(db, rt,
@@ -320,9 +331,9 @@ def test_a_key_row_cannot_be_deleted_outright_because_its_history_must_stay(db, 
 def test_changes_to_a_deleted_key_are_refused(rt, admin_actor):
     row = add(rt, admin_actor)
     with session_scope(admin_actor, engine=rt.engine) as session:
-        keys.delete_key(session, row.id)
+        delete_key(session, row.id)
     with pytest.raises(NotFound), session_scope(admin_actor, engine=rt.engine) as session:
-        keys.set_priority(session, row.id, 5)
+        set_priority(session, row.id, 5)
 
 
 @pytest.mark.parametrize(("function", "args"), [
@@ -333,5 +344,5 @@ def test_bad_changes_leave_everything_unchanged(db, rt, admin_actor, function, a
     row = add(rt, admin_actor)
     before = dump_tables(db)
     with pytest.raises(InvalidInput), session_scope(admin_actor, engine=rt.engine) as session:
-        getattr(keys, function)(session, row.id, *args)
+        getattr(key_writes, function)(session, row.id, *args)
     assert dump_tables(db) == before

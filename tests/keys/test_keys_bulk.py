@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from db.session import session_scope
-from lib import keys
 from lib.errors import InvalidInput
-from lib.key_import import import_keys, preview_import
-from lib.key_list import KeyEdit, KeyFilter, apply_edits, key_groups, list_keys
+from lib.keys.importing import import_keys, preview_import
+from lib.keys.reads import KeyFilter, key_groups, list_keys, resolve_key, reveal_key
+from lib.keys.writes import KeyEdit, add_key, apply_edits, archive_key, set_active, set_priority
 from lib.runtime import build_runtime
 from tests.support.keys import dump_tables, dump_text, fake_key, key_audit_rows
 
@@ -24,7 +24,7 @@ def scope(rt, actor):
 
 def add(rt, actor, name, **kwargs):
     with scope(rt, actor) as session:
-        return keys.add_key(session, rt.master_key, name=name, api_key=fake_key(), **kwargs)
+        return add_key(session, rt.master_key, name=name, api_key=fake_key(), **kwargs)
 
 
 # -- import ---------------------------------------------------------------------------------
@@ -32,7 +32,7 @@ def add(rt, actor, name, **kwargs):
 def test_preview_reports_each_refused_line_by_number_and_why(rt, admin_actor):
     stored = fake_key()
     with scope(rt, admin_actor) as session:
-        keys.add_key(session, rt.master_key, name="existing", api_key=stored)
+        add_key(session, rt.master_key, name="existing", api_key=stored)
     a, b = fake_key(), fake_key()
     paste = "\n".join([
         "name,key",                 # header, skipped
@@ -84,9 +84,9 @@ def test_import_with_a_refused_line_adds_nothing_unless_told_to_skip_it(db, rt, 
     assert sorted((a["action"], a["details"]["line"]) for a in audits) == [
         ("key_imported", 1), ("key_imported", 3)]
     with scope(rt, admin_actor) as session:
-        row = keys.resolve_key(session, "three")
+        row = resolve_key(session, "three")
         assert (row.priority, row.group_label) == (9, "proj")
-        assert keys.reveal_key(rt.master_key, row) == other
+        assert reveal_key(rt.master_key, row) == other
     assert good not in dump_text(db) and other not in dump_text(db)
 
 
@@ -115,18 +115,19 @@ def test_list_keys_is_masked_filtered_and_names_the_creator(rt, admin_actor):
     add(rt, admin_actor, "beta_backup", group_label="project-b")
     gamma = add(rt, admin_actor, "gamma")
     with scope(rt, admin_actor) as session:
-        keys.set_active(session, gamma.id, False)
-        keys.archive_key(session, keys.resolve_key(session, "beta_backup").id)
+        set_active(session, gamma.id, False)
+        archive_key(session, resolve_key(session, "beta_backup").id)
     with scope(rt, admin_actor) as session:
         def names(**filters):
-            return [r["name"] for r in list_keys(session, KeyFilter(**filters),
-                                                 master=rt.master_key)]
+            return [r.name for r in list_keys(session, KeyFilter(**filters),
+                                              master=rt.master_key)]
         rows = list_keys(session)
         # highest priority first; archived keys hidden by default
-        assert [r["name"] for r in rows] == ["alpha-main", "gamma"]
-        assert rows[0]["created_by_email"] == "admin@example.com"
-        assert rows[0]["masked_hint"].startswith("AIza…")
-        assert "encrypted_key" not in rows[0] and "fingerprint" not in rows[0]
+        assert [r.name for r in rows] == ["alpha-main", "gamma"]
+        assert rows[0].created_by_email == "admin@example.com"
+        assert rows[0].masked_hint.startswith("AIza…")
+        fields = set(vars(rows[0]))
+        assert "encrypted_key" not in fields and "fingerprint" not in fields
         assert names(search="MAIN") == ["alpha-main"]
         assert names(search="project-") == ["alpha-main"]
         assert names(search="_") == []  # LIKE wildcards are literal (beta_backup is archived)
@@ -141,11 +142,11 @@ def test_list_keys_is_masked_filtered_and_names_the_creator(rt, admin_actor):
 def test_pasting_a_whole_key_into_the_search_finds_its_row(rt, admin_actor):
     secret = fake_key()
     with scope(rt, admin_actor) as session:
-        keys.add_key(session, rt.master_key, name="findme", api_key=secret)
-        keys.add_key(session, rt.master_key, name="other", api_key=fake_key())
+        add_key(session, rt.master_key, name="findme", api_key=secret)
+        add_key(session, rt.master_key, name="other", api_key=fake_key())
     with scope(rt, admin_actor) as session:
         rows = list_keys(session, KeyFilter(search=f" {secret} "), master=rt.master_key)
-    assert [r["name"] for r in rows] == ["findme"]
+    assert [r.name for r in rows] == ["findme"]
 
 
 def test_non_admin_lists_nothing(rt, admin_actor, member_actor):
@@ -174,7 +175,7 @@ def test_bulk_edit_saves_once_with_one_audit_row_per_changed_key(db, rt, admin_a
     assert next(x for x in audits if x["details"]["name"] == "c")["details"]["after"] == {
         "is_active": False, "priority": 70}
     with scope(rt, admin_actor) as session:
-        rows = {r["name"]: (r["is_active"], r["priority"]) for r in list_keys(session)}
+        rows = {r.name: (r.is_active, r.priority) for r in list_keys(session)}
     assert rows == {"a": (False, 1), "b": (True, 50), "c": (False, 70)}
 
 
@@ -183,7 +184,7 @@ def test_bulk_edit_skips_keys_changed_elsewhere_and_refuses_bad_priorities(db, r
     a = add(rt, admin_actor, "a", priority=1)
     b = add(rt, admin_actor, "b", priority=2)
     with scope(rt, admin_actor) as session:
-        keys.set_priority(session, a.id, 9)  # someone else, after the table was loaded
+        set_priority(session, a.id, 9)  # someone else, after the table was loaded
     with scope(rt, admin_actor) as session:
         summary = apply_edits(session, [KeyEdit(a.id, True, 1, True, 4),
                                         KeyEdit(b.id, True, 2, True, 3)])

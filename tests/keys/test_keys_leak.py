@@ -11,9 +11,9 @@ from streamlit.testing.v1 import AppTest
 
 import lib.logging_setup as logging_setup
 from db.session import session_scope
-from lib import keys
 from lib.cli import cli
-from lib.key_import import import_keys
+from lib.keys.importing import import_keys
+from lib.keys.writes import add_key
 from lib.runtime import build_runtime
 from tests.support.apptest import button, current_editor_key, rendered_text
 from tests.support.keys import every_table_as_text, fake_key
@@ -28,7 +28,7 @@ def raw_logs(caplog, monkeypatch):
     that nothing logs a key in the first place."""
     monkeypatch.setattr(logging_setup, "redact_record", lambda record: record)
     monkeypatch.setattr(logging_setup.RedactingFilter, "filter", lambda self, record: True)
-    monkeypatch.setenv(logging_setup.LEVEL_ENV, "DEBUG")  # configure_logging() keeps DEBUG
+    monkeypatch.setenv("GEMINI_KEYS_LOG_LEVEL", "DEBUG")  # every runtime keeps DEBUG
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger=logging_setup.LOGGER_NAME)
     caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
@@ -56,11 +56,11 @@ def test_no_plaintext_anywhere_after_adding_keys_through_every_path(db, admin_ac
 
     # 1. the service, one key and a bulk import
     with session_scope(admin_actor, engine=rt.engine) as session:
-        keys.add_key(session, rt.master_key, name="service", api_key=new())
+        add_key(session, rt.master_key, name="service", api_key=new())
         import_keys(session, rt.master_key, f"bulk-1,{new()}\n{new()}\n")
     with pytest.raises(Exception) as refused, \
             session_scope(admin_actor, engine=rt.engine) as session:  # a refused duplicate
-        keys.add_key(session, rt.master_key, name="dup", api_key=added[0])
+        add_key(session, rt.master_key, name="dup", api_key=added[0])
     outputs.append(str(refused.value))
 
     # 2. the CLI: add-key, import-keys, the other commands, refusals

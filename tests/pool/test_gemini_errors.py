@@ -11,16 +11,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lib.gemini import (
-    DEFAULT_BASE_URL,
+from lib.pool.gemini_errors import (
     GeminiError,
-    base_url_from_env,
-    check_key,
     classify_error,
     classify_exception,
     cooldown_until,
-    redact,
 )
+from lib.pool.health import check_key
+from lib.redact import redact
 from tests.support.fake_gemini import KINDS, FakeGemini, error_body
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -303,22 +301,6 @@ def test_redact_several_keys_and_is_idempotent():
     assert a not in once and b not in once
     assert once == "[REDACTED],[REDACTED] key=[REDACTED]"
     assert redact(once) == once
-
-
-# --- base_url_from_env ----------------------------------------------------------------------
-
-def test_base_url_from_env():
-    assert base_url_from_env({}) == DEFAULT_BASE_URL
-    assert base_url_from_env({"GEMINI_API_BASE_URL": " "}) == DEFAULT_BASE_URL
-    assert base_url_from_env({"GEMINI_API_BASE_URL": "http://127.0.0.1:8080/"}) == (
-        "http://127.0.0.1:8080"
-    )
-
-
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://x", "localhost:8080"])
-def test_base_url_from_env_rejects_non_http(url):
-    with pytest.raises(ValueError):
-        base_url_from_env({"GEMINI_API_BASE_URL": url})
 
 
 # --- check_key against the fake -------------------------------------------------------------

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from db.session import Actor, session_scope
 from lib.cli import cli
-from lib.health import check_stored_key
+from lib.pool.health import check_stored_key
 from lib.runtime import build_runtime
 from tests.support.fake_gemini import FakeGemini
 from tests.support.keys import audit_rows, dump_text

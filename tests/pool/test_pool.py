@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from db.session import Actor, session_scope
-from lib.gemini import GeminiError
-from lib.keys import archive_key, delete_key, set_active
+from lib.keys.writes import archive_key, delete_key, set_active
 from lib.pool import KeyDecryptionError, KeyPool, NoKeyAvailable
-from lib.pool_policy import FailurePolicy
+from lib.pool.gemini_errors import GeminiError
+from lib.pool.policy import FailurePolicy
 from lib.runtime import build_runtime
 from tests.support.fake_gemini import FakeGemini
 from tests.support.keys import audit_rows, dump_text

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from lib.pool import KeyPool
-from lib.pool_policy import FailurePolicy
+from lib.pool.policy import FailurePolicy
 from lib.runtime import build_runtime
 from tests.support.pool import add, key_row, stats_rows
 

@@ -19,11 +19,13 @@ from db.session import Actor, session_scope
 
 LOCAL_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 TEST_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
+TEST_BCRYPT_ROUNDS = 4  # fast hashes; production needs >= 10
 APP_TABLES = ("gemini_key_audit_log", "gemini_key_usage_stats", "gemini_api_keys",
               "gemini_master_key_check", "gemini_sign_in_attempts", "user_profiles",
               "auth.users")
-__all__ = ["APP_TABLES", "LOCAL_URL", "REPO_ROOT", "SERVERS", "TEST_MASTER_KEY", "TestDatabase",
-           "create_database", "drop_database", "make_user", "server_url", "with_database"]
+__all__ = ["APP_TABLES", "LOCAL_URL", "REPO_ROOT", "SERVERS", "TEST_BCRYPT_ROUNDS",
+           "TEST_MASTER_KEY", "TestDatabase", "create_database", "drop_database", "make_user",
+           "server_url", "with_database"]
 
 
 def local_server_answers() -> bool:
@@ -88,8 +90,9 @@ def drop_database(server: str, name: str) -> None:
 def make_user(db: TestDatabase, email: str, *, admin: bool,
               password: str = "correct horse battery staple") -> Actor:
     """A real user row (an admin or not), and the Actor the app would act as for them."""
-    from lib.users import create_user
+    from lib.users.accounts import create_user
 
     with session_scope(Actor.service("cli"), engine=db.engine) as session:
-        user = create_user(session, email=email, password=password, admin=admin)
+        user = create_user(session, email=email, password=password, admin=admin,
+                           bcrypt_rounds=TEST_BCRYPT_ROUNDS)
         return Actor.user(user.id, email)

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from db.engine import REPO_ROOT, get_engine
 from db.migrate import upgrade
 from db.session import Actor, session_scope
+from tests.support.databases import TEST_BCRYPT_ROUNDS
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -78,10 +79,11 @@ def wait_healthy(base_url: str, process: subprocess.Popen, log_path: Path,
 
 
 def seed_admin(database_url: str, email: str, password: str) -> None:
-    from lib.users import create_user
+    from lib.users.accounts import create_user
 
     with session_scope(Actor.service("cli"), engine=get_engine(database_url)) as session:
-        create_user(session, email=email, password=password, admin=True)
+        create_user(session, email=email, password=password, admin=True,
+                    bcrypt_rounds=TEST_BCRYPT_ROUNDS)
 
 
 @contextmanager

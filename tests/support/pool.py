@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 
 from db.session import Actor, session_scope
-from lib.keys import add_key
+from lib.keys.writes import add_key
 from tests.support.keys import fake_key
 
 LA = ZoneInfo("America/Los_Angeles")

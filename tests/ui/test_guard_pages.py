@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.engine import REPO_ROOT
 from db.session import Actor, session_scope
-from lib.keys import add_key
+from lib.keys.writes import add_key
 from lib.runtime import build_runtime
 from tests.support.apptest import rendered_text as rendered
 from tests.support.databases import make_user

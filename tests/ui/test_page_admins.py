@@ -7,8 +7,8 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from db.session import Actor, session_scope
-from lib.signin import sign_in
-from tests.support.databases import make_user
+from lib.users.signin import sign_in
+from tests.support.databases import TEST_BCRYPT_ROUNDS, make_user
 from tests.support.keys import audit_rows, dump_text
 
 pytestmark = pytest.mark.one_server
@@ -61,7 +61,7 @@ def test_create_user_then_they_can_sign_in(db, admin_actor):
     assert row["user_id"] == admin_actor.user_id and row["details"]["email"] == "bob@example.com"
     assert PASSWORD not in dump_text(db)
     with session_scope(Actor.service("app"), engine=db.engine) as session:
-        assert sign_in(session, "bob@example.com", PASSWORD).ok
+        assert sign_in(session, "bob@example.com", PASSWORD, bcrypt_rounds=TEST_BCRYPT_ROUNDS).ok
 
 
 @pytest.mark.parametrize(("email", "password", "repeat", "message"), [
@@ -106,4 +106,5 @@ def test_reset_password_from_the_page(db, admin_actor, member_actor):
     assert "New password set for member@example.com" in at.success[0].value
     assert [r["action"] for r in audit_rows(db)][-1] == "password_reset"
     with session_scope(Actor.service("app"), engine=db.engine) as session:
-        assert sign_in(session, "member@example.com", NEW_PASSWORD).ok
+        assert sign_in(session, "member@example.com", NEW_PASSWORD,
+                       bcrypt_rounds=TEST_BCRYPT_ROUNDS).ok

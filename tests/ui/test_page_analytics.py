@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from db.session import Actor, session_scope
-from lib.stats import utc_today
+from lib.clock import utc_today
 from tests.support.apptest import rendered_text
 from tests.support.stats_rows import insert_key, insert_stat
 

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from db.session import session_scope
-from lib import keys
+from lib.keys.writes import add_key, set_active
 from lib.runtime import build_runtime
 from tests.support.apptest import button, current_editor_key, rendered_text
 from tests.support.keys import fake_key, key_audit_rows
@@ -28,7 +28,7 @@ def seed(actor, *specs):
     with session_scope(actor, engine=rt.engine) as session:
         for name, priority, group in specs:
             secrets_.append(fake_key())
-            keys.add_key(session, rt.master_key, name=name, api_key=secrets_[-1],
+            add_key(session, rt.master_key, name=name, api_key=secrets_[-1],
                          priority=priority, group_label=group)
     return secrets_
 
@@ -150,7 +150,7 @@ def test_filters_narrow_the_table(db, admin_actor):
     seed(admin_actor, ("alpha-main", 3, "proj-a"), ("beta-main", 2, "proj-b"),
          ("gamma", 1, None))
     with session_scope(admin_actor, engine=build_runtime(apply_migrations=False).engine) as s:
-        keys.set_active(s, "gamma", False)
+        set_active(s, "gamma", False)
     at = page(admin_actor).run()
     assert table_names(at) == ["alpha-main", "beta-main", "gamma"]
     at.text_input(key="keys_search").input("MAIN").run()
@@ -184,12 +184,12 @@ def test_no_key_data_for_anyone_but_an_admin(db, admin_actor, member_actor, who)
 
 def test_row_actions_hook_gets_the_ticked_rows(db, admin_actor, monkeypatch):
     """The extension point the key pool's "Check" action plugs into."""
-    from lib.ui import keys_widgets
+    from lib.ui import keys as keys_widgets
 
     seen = []
 
     def check(ctx, rows):
-        seen.append([r["name"] for r in rows])
+        seen.append([r.name for r in rows])
         return f"Checked {len(rows)} key(s)."
 
     monkeypatch.setitem(keys_widgets.ROW_ACTIONS, "Check", check)

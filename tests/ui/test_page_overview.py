@@ -9,8 +9,8 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from db.session import Actor, session_scope
-from lib.audit import Action, write_audit
-from lib.stats import utc_today
+from lib.audit.log import Action, write_audit
+from lib.clock import utc_today
 from tests.support.apptest import rendered_text
 from tests.support.stats_rows import insert_key, insert_stat
 

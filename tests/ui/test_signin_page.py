@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib.signin import THROTTLE
+from lib.users.signin import THROTTLE
 from tests.support.databases import make_user
 from tests.support.keys import audit_rows
 

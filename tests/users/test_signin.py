@@ -11,11 +11,12 @@ from sqlalchemy import text
 
 from db.models import SignInAttempt
 from db.session import Actor, session_scope
-from lib.config import Settings
 from lib.errors import ConfigurationError, InvalidInput
-from lib.signin import COOKIE_KEY_FILENAME, THROTTLE, load_cookie_settings, locked_until, sign_in
-from lib.users import bcrypt_rounds, reset_password
-from tests.support.databases import make_user
+from lib.settings import Settings
+from lib.users.accounts import reset_password
+from lib.users.cookies import COOKIE_KEY_FILENAME, load_cookie_settings
+from lib.users.signin import THROTTLE, locked_until, sign_in
+from tests.support.databases import TEST_BCRYPT_ROUNDS, make_user
 from tests.support.keys import audit_rows, dump_text
 
 PASSWORD = "correct horse battery staple"
@@ -25,7 +26,7 @@ EMAIL = "ada@example.com"
 
 def attempt(db, email: str = EMAIL, password: str = PASSWORD, **kwargs):
     with session_scope(Actor.service("app"), engine=db.engine) as session:
-        return sign_in(session, email, password, **kwargs)
+        return sign_in(session, email, password, bcrypt_rounds=TEST_BCRYPT_ROUNDS, **kwargs)
 
 
 def db_time(db) -> dt.datetime:
@@ -143,7 +144,8 @@ def test_password_reset_lifts_the_lock(db):
     seed_failures(db, EMAIL, [db_time(db)] * THROTTLE.max_failures)
     new_password = "a brand new passphrase"
     with session_scope(Actor.service("cli"), engine=db.engine) as session:
-        reset_password(session, email=EMAIL, password=new_password)
+        reset_password(session, email=EMAIL, password=new_password,
+                       bcrypt_rounds=TEST_BCRYPT_ROUNDS)
     assert not attempt(db).ok  # the old password no longer works
     assert attempt(db, EMAIL, new_password).ok
 
@@ -204,13 +206,9 @@ def test_bad_cookie_numbers_are_refused(tmp_path, name, value):
     ({"GEMINI_KEYS_ENV": "production", "GEMINI_KEYS_BCRYPT_ROUNDS": "4"}, None),
     ({"GEMINI_KEYS_BCRYPT_ROUNDS": "3"}, None), ({"GEMINI_KEYS_BCRYPT_ROUNDS": "x"}, None),
 ])
-def test_bcrypt_cost_is_configurable_but_not_weak_in_production(monkeypatch, env, rounds):
-    monkeypatch.delenv("GEMINI_KEYS_BCRYPT_ROUNDS", raising=False)
-    monkeypatch.delenv("GEMINI_KEYS_ENV", raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+def test_bcrypt_cost_is_configurable_but_not_weak_in_production(env, rounds):
     if rounds is None:
         with pytest.raises(ConfigurationError, match="GEMINI_KEYS_BCRYPT_ROUNDS"):
-            bcrypt_rounds()
+            Settings.load(env)
     else:
-        assert bcrypt_rounds() == rounds
+        assert Settings.load(env).bcrypt_rounds == rounds

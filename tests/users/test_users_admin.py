@@ -11,9 +11,9 @@ from sqlalchemy import text
 from db.session import Actor, session_scope
 from lib.cli import cli
 from lib.errors import Forbidden, InvalidInput, NotFound
-from lib.signin import sign_in
-from lib.users import create_user, list_users, reset_password, set_admin
-from tests.support.databases import make_user
+from lib.users.accounts import create_user, list_users, reset_password, set_admin
+from lib.users.signin import sign_in
+from tests.support.databases import TEST_BCRYPT_ROUNDS, make_user
 from tests.support.keys import audit_rows, dump_text
 
 PASSWORD = "correct horse battery staple"
@@ -37,12 +37,13 @@ def as_actor(db, actor: Actor):
 
 def can_sign_in(db, email: str, password: str) -> bool:
     with session_scope(Actor.service("app"), engine=db.engine) as session:
-        return sign_in(session, email, password).ok
+        return sign_in(session, email, password, bcrypt_rounds=TEST_BCRYPT_ROUNDS).ok
 
 
 def test_admin_creates_a_user_in_one_audited_transaction(db, admin_actor):
     with as_actor(db, admin_actor) as session:
-        create_user(session, email="Bob@Example.com", password=PASSWORD, admin=False)
+        create_user(session, email="Bob@Example.com", password=PASSWORD, admin=False,
+                    bcrypt_rounds=TEST_BCRYPT_ROUNDS)
     assert ("bob@example.com", False) in user_rows(db)
     row = audit_rows(db, "user_created")[-1]
     assert row["user_id"] == admin_actor.user_id and row["key_id"] is None
@@ -63,14 +64,16 @@ def test_admin_creates_a_user_in_one_audited_transaction(db, admin_actor):
 def test_bad_new_user_is_refused_and_nothing_stored(db, admin_actor, email, password, message):
     before = (user_rows(db), audit_rows(db))
     with pytest.raises(InvalidInput, match=message), as_actor(db, admin_actor) as session:
-        create_user(session, email=email, password=password)
+        create_user(session, email=email, password=password, bcrypt_rounds=TEST_BCRYPT_ROUNDS)
     assert (user_rows(db), audit_rows(db)) == before
 
 
 @pytest.mark.parametrize("change", [
-    lambda s: create_user(s, email="eve@example.com", password=PASSWORD, admin=True),
+    lambda s: create_user(s, email="eve@example.com", password=PASSWORD, admin=True,
+                          bcrypt_rounds=TEST_BCRYPT_ROUNDS),
     lambda s: set_admin(s, email="member@example.com", admin=True),
-    lambda s: reset_password(s, email="admin@example.com", password=NEW_PASSWORD),
+    lambda s: reset_password(s, email="admin@example.com", password=NEW_PASSWORD,
+                             bcrypt_rounds=TEST_BCRYPT_ROUNDS),
     lambda s: list_users(s),
 ])
 def test_non_admin_can_manage_nothing(db, admin_actor, member_actor, change):
@@ -141,7 +144,8 @@ def test_missing_user_is_not_found(db, admin_actor):
 
 def test_reset_password_replaces_the_old_one(db, admin_actor, member_actor):
     with as_actor(db, admin_actor) as session:
-        reset_password(session, email="member@example.com", password=NEW_PASSWORD)
+        reset_password(session, email="member@example.com", password=NEW_PASSWORD,
+                       bcrypt_rounds=TEST_BCRYPT_ROUNDS)
     assert not can_sign_in(db, "member@example.com", PASSWORD)
     assert can_sign_in(db, "member@example.com", NEW_PASSWORD)
     [row] = [r for r in changes(db) if r["action"] == "password_reset"]

@@ -1,0 +1,119 @@
+"""The Admins page: users, their admin rights and passwords; every change one audited
+transaction, its outcome shown once after the redraw."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.orm import Session
+
+from lib.errors import GeminiKeysError
+from lib.ui.flash import remember_flash, show_flash
+from lib.ui.identity import AdminContext
+from lib.users.accounts import UserSummary, create_user, list_users, reset_password, set_admin
+
+PAGE = "admins"
+
+
+def when(value: dt.datetime | None) -> str:
+    """A time for the table: UTC to the minute, or "never"."""
+    if value is None:
+        return "never"
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC)
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def apply(ctx: AdminContext, change: Callable[[Session], str]) -> None:
+    """Run one change as the signed-in admin; show its error, or rerun with its message."""
+    try:
+        with ctx.session() as session:
+            message = change(session)
+    except GeminiKeysError as error:
+        st.error(str(error))
+        return
+    remember_flash(PAGE, message)
+    st.rerun()
+
+
+def passwords_match(password: str, repeat: str) -> bool:
+    if password != repeat:
+        st.error("The two passwords do not match; nothing was changed.")
+        return False
+    return True
+
+
+def users_table(users: list[UserSummary]) -> None:
+    st.dataframe(
+        pd.DataFrame([{"Email": u.email, "Admin": u.is_admin, "Created": when(u.created_at),
+                       "Last sign-in": when(u.last_sign_in_at)} for u in users],
+                     columns=["Email", "Admin", "Created", "Last sign-in"]),
+        hide_index=True, width="stretch")
+
+
+def create_user_form(ctx: AdminContext) -> None:
+    with st.form("gk_create_user", clear_on_submit=True):
+        st.subheader("Create a user")
+        email = st.text_input("Email", key="gk_new_user_email")
+        password = st.text_input("Password", type="password", key="gk_new_user_password",
+                                 help="At least 12 characters; not a well-known password.")
+        repeat = st.text_input("Repeat the password", type="password",
+                               key="gk_new_user_repeat")
+        admin = st.checkbox("Admin (sees and changes everything)", key="gk_new_user_admin")
+        if st.form_submit_button("Create user") and passwords_match(password, repeat):
+            rounds = ctx.runtime.settings.bcrypt_rounds
+            apply(ctx, lambda s: "Created {} {}.".format(
+                "admin" if admin else "user",
+                create_user(s, email=email, password=password, admin=admin,
+                            bcrypt_rounds=rounds).email))
+
+
+def admin_rights_form(ctx: AdminContext, emails: list[str]) -> None:
+    with st.form("gk_admin_rights"):
+        st.subheader("Admin rights")
+        target = st.selectbox("User", emails, key="gk_rights_user")
+        grant = st.form_submit_button("Grant admin")
+        revoke = st.form_submit_button("Revoke admin")
+        if (grant or revoke) and target:
+            def change_rights(s: Session) -> str:
+                changed = set_admin(s, email=target, admin=grant)
+                if not changed:
+                    return (f"{target} {'is already' if grant else 'was not'} an admin; "
+                            "nothing changed.")
+                return f"{target} {'is now an admin' if grant else 'is no longer an admin'}."
+            apply(ctx, change_rights)
+
+
+def reset_password_form(ctx: AdminContext, emails: list[str]) -> None:
+    with st.form("gk_reset_password", clear_on_submit=True):
+        st.subheader("Reset a password")
+        user = st.selectbox("User", emails, key="gk_reset_user")
+        password = st.text_input("New password", type="password", key="gk_reset_password")
+        repeat = st.text_input("Repeat the new password", type="password",
+                               key="gk_reset_repeat")
+        if (st.form_submit_button("Reset password") and user
+                and passwords_match(password, repeat)):
+            def change_password(s: Session) -> str:
+                changed = reset_password(s, email=user, password=password,
+                                         bcrypt_rounds=ctx.runtime.settings.bcrypt_rounds)
+                return (f"New password set for {changed.email}; any sign-in lock on it is "
+                        "lifted.")
+            apply(ctx, change_password)
+
+
+def admins_page(ctx: AdminContext) -> None:
+    """The Admins page below its title."""
+    show_flash(PAGE)
+    with ctx.session() as session:
+        users = list_users(session)
+    users_table(users)
+    emails = [u.email for u in users]
+    create_column, rights_column = st.columns(2)
+    with create_column:
+        create_user_form(ctx)
+    with rights_column:
+        admin_rights_form(ctx, emails)
+    reset_password_form(ctx, emails)

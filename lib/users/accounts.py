@@ -1,0 +1,179 @@
+"""Users and admins: auth.users (bcrypt, as Supabase stores it) and user_profiles.is_admin."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
+
+from db.models import AuthUser, SignInAttempt, UserProfile
+from db.session import Actor, actor_of, apply_actor
+from lib.audit.log import Action, write_audit
+from lib.errors import Forbidden, InvalidInput, NotFound
+from lib.users.passwords import check_password_strength, hash_password
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+def normalise_email(email: str) -> str:
+    """Trimmed, lower-cased; refuses anything that is not plainly an address."""
+    email = (email or "").strip().lower()
+    if len(email) > 255 or not EMAIL_PATTERN.match(email):
+        raise InvalidInput("Enter a valid email address, like ada@example.com.")
+    return email
+
+
+def find_user(session: Session, email: str) -> AuthUser | None:
+    return session.scalar(select(AuthUser).where(func.lower(AuthUser.email) == email.lower()))
+
+
+def is_admin(session: Session, user_id: uuid.UUID) -> bool:
+    return bool(session.scalar(select(UserProfile.is_admin).where(UserProfile.user_id == user_id)))
+
+
+@contextmanager
+def service_identity(session: Session) -> Iterator[None]:
+    """Switch an app transaction to the service identity for auth.users, after proving in
+    the same transaction that the signed-in user is an admin.
+
+    auth.users is not writable (on Supabase not even readable) by `authenticated`, so RLS
+    cannot guard it. Instead: the admin check runs in the database as the signed-in user and
+    locks their profile row, so a concurrent revoke waits for this transaction to end; then
+    the transaction continues as service_role acting for that admin (audit rows name them)
+    and switches back afterwards. Service-role sessions (CLI, tests) pass straight through.
+    """
+    actor = actor_of(session)
+    if actor.role == "service_role":
+        yield
+        return
+    if actor.role != "authenticated" or actor.user_id is None:
+        raise Forbidden("Only a signed-in admin can manage users.")
+    is_admin_now = session.scalar(text(
+        "SELECT is_admin FROM user_profiles WHERE user_id = auth.uid() "
+        "AND public.gemini_is_admin() FOR UPDATE"))
+    if not is_admin_now:
+        raise Forbidden("Only an admin can manage users.")
+    apply_actor(session, Actor.service(actor.source, actor.user_id, actor.email))
+    yield
+    # Not in a finally: after an error the transaction is aborted and rolls back anyway.
+    apply_actor(session, actor)
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    id: uuid.UUID
+    email: str
+    is_admin: bool
+    created_at: dt.datetime | None
+    last_sign_in_at: dt.datetime | None
+
+
+def list_users(session: Session) -> list[UserSummary]:
+    """Every user with admin flag, creation and last sign-in, by email."""
+    with service_identity(session):
+        rows = session.execute(
+            select(AuthUser.id, AuthUser.email, UserProfile.is_admin, AuthUser.created_at,
+                   AuthUser.last_sign_in_at)
+            .outerjoin(UserProfile, UserProfile.user_id == AuthUser.id)
+            .order_by(func.lower(AuthUser.email))).all()
+    return [UserSummary(r.id, r.email or "", bool(r.is_admin), r.created_at, r.last_sign_in_at)
+            for r in rows]
+
+
+def admin_exists(session: Session) -> bool:
+    """Whether any admin exists (the sign-in page explains the first-run command if not)."""
+    return bool(session.scalar(select(func.count()).select_from(UserProfile)
+                               .where(UserProfile.is_admin.is_(True))))
+
+
+def sign_in_credentials(session: Session) -> dict[str, dict[str, str]]:
+    """streamlit-authenticator's credentials["usernames"]: email -> bcrypt hash (service)."""
+    rows = session.execute(select(AuthUser.email, AuthUser.encrypted_password)
+                           .where(AuthUser.email.is_not(None),
+                                  AuthUser.encrypted_password.is_not(None))).all()
+    return {email.lower(): {"email": email.lower(), "name": email.lower(), "password": hashed}
+            for email, hashed in rows}
+
+
+def create_user(session: Session, *, email: str, password: str, bcrypt_rounds: int,
+                admin: bool = False) -> AuthUser:
+    """Create a user (and profile); audited as user_created in the caller's transaction."""
+    email = normalise_email(email)
+    check_password_strength(password)
+    with service_identity(session):
+        if find_user(session, email) is not None:
+            raise InvalidInput(f"A user with the email {email} already exists.")
+        # The id is chosen here: Supabase's auth.users has no default for it.
+        user = AuthUser(id=uuid.uuid4(), email=email,
+                        encrypted_password=hash_password(password, bcrypt_rounds))
+        session.add(user)
+        session.flush()
+    session.add(UserProfile(user_id=user.id, is_admin=admin))
+    session.flush()
+    write_audit(session, action=Action.USER_CREATED, details={"email": email, "is_admin": admin})
+    return user
+
+
+def _existing_user(session: Session, email: str) -> AuthUser:
+    with service_identity(session):
+        user = find_user(session, email)
+    if user is None:
+        raise NotFound(f"No user with the email {email}.")
+    return user
+
+
+def set_admin(session: Session, *, email: str, admin: bool) -> bool:
+    """Grant or revoke admin; False (and no audit row) when nothing changes.
+
+    Refuses to revoke yourself or the last admin. Revoking locks every admin's profile row
+    first (in a fixed order), so two admins revoking each other cannot leave none.
+    """
+    email = normalise_email(email)
+    actor = actor_of(session)
+    admins: list[uuid.UUID] = []
+    if not admin:
+        admins = list(session.scalars(
+            select(UserProfile.user_id).where(UserProfile.is_admin.is_(True))
+            .order_by(UserProfile.user_id).with_for_update()))
+    user = _existing_user(session, email)
+    if not admin and actor.user_id == user.id:
+        raise Forbidden("You cannot revoke your own admin access; ask another admin.")
+    if not admin and user.id in admins and len(admins) <= 1:
+        raise Forbidden(f"{email} is the last admin; grant admin to someone else first.")
+    profile = session.scalar(select(UserProfile).where(UserProfile.user_id == user.id)
+                             .with_for_update())
+    before = bool(profile.is_admin) if profile is not None else False
+    if before == admin:
+        return False
+    if profile is None:  # a user created outside this app (e.g. in Supabase) has no profile
+        session.add(UserProfile(user_id=user.id, is_admin=admin))
+    else:
+        profile.is_admin = admin
+    session.flush()
+    write_audit(session, action=Action.ADMIN_GRANTED if admin else Action.ADMIN_REVOKED,
+                details={"email": email, "before": {"is_admin": before},
+                         "after": {"is_admin": admin}})
+    return True
+
+
+def reset_password(session: Session, *, email: str, password: str,
+                   bcrypt_rounds: int) -> AuthUser:
+    """Set a new password; also lifts a sign-in lock (the failed attempts are forgotten)."""
+    email = normalise_email(email)
+    check_password_strength(password)
+    user = _existing_user(session, email)
+    with service_identity(session):
+        user.encrypted_password = hash_password(password, bcrypt_rounds)
+        session.flush()
+        cleared = session.execute(
+            delete(SignInAttempt).where(func.lower(SignInAttempt.email) == email,
+                                        SignInAttempt.succeeded.is_(False))).rowcount or 0
+    write_audit(session, action=Action.PASSWORD_RESET,
+                details={"email": email, "failed_sign_ins_cleared": cleared})
+    return user
