@@ -22,6 +22,7 @@ from tests.support.databases import (
     drop_database,
     make_user,
 )
+from tests.support.fake_gemini import FakeGemini
 
 
 def pytest_report_header(config):
@@ -51,6 +52,13 @@ def db(pg_server: TestDatabase, monkeypatch, tmp_path) -> TestDatabase:
     monkeypatch.setenv("GEMINI_KEYS_LOGIN_SLEEP_SECONDS", "0")
     monkeypatch.setenv("GEMINI_KEYS_BCRYPT_ROUNDS", "4")  # fast hashes; production needs >= 10
     return pg_server
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGemini]:
+    """A local fake Gemini (tests/support/fake_gemini.py) for the test's duration."""
+    with FakeGemini() as server:
+        yield server
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import logging
 import os
-import secrets
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,15 +28,13 @@ from sqlalchemy import text
 from db.session import Actor, session_scope
 from lib.cli import cli
 from lib.crypto.sealed import MasterKey, generate_master_key_b64
+from tests.support.apptest import sign_in_as
 from tests.support.databases import TEST_MASTER_KEY, make_user
 from tests.support.fake_gemini import FakeGemini
-from tests.support.keys import every_table_as_text
+from tests.support.keys import every_table_as_text, fake_key
 
 PAGES = ("overview", "keys", "analytics", "audit", "admins")
 
-
-def fake_key() -> str:
-    return "AIza" + secrets.token_urlsafe(27)[:35]
 
 
 def needles(secret: str) -> set[str]:
@@ -238,7 +235,7 @@ def rendered_pages(scan: Scan) -> list[tuple[str, str]]:
     rendered = []
     for name in PAGES:
         at = AppTest.from_file(f"../pages/{name}.py", default_timeout=60)
-        at.session_state["gk_user"] = {"id": str(scan.admin.user_id), "email": scan.admin.email}
+        sign_in_as(at, scan.admin)
         at.run()
         assert not at.exception, (name, [e.value for e in at.exception])
         parts: list[str] = []

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
 
 import pytest
 
+from lib.crypto.master_key import load_master_key
+from lib.crypto.sealed import MasterKeyError, generate_master_key_b64
 from lib.errors import ConfigurationError
-from lib.settings import DEFAULT_GEMINI_BASE_URL, SETTINGS, Settings
+from lib.settings import DEFAULT_GEMINI_BASE_URL, SETTINGS, Settings, check_production_secrets
 
 
 def test_gemini_base_url_defaults_and_drops_the_trailing_slash():
@@ -72,3 +76,102 @@ def test_nothing_outside_the_settings_module_reads_the_environment_for_configura
                if "os.environ" in path.read_text() or "os.getenv" in path.read_text()]
     assert readers == ["lib/settings.py"], readers
     assert "os.environ" not in pathlib.Path(REPO_ROOT / "app.py").read_text()
+
+
+# --- configuration refusals ---------------------------------------------------------------
+
+def settings_of(data_dir, **env: str) -> Settings:
+    """Settings made only of `env` and the data directory (not this process's environment)."""
+    return Settings.load({"GEMINI_KEYS_DATA_DIR": str(data_dir), **env})
+
+
+GOOD_MASTER = generate_master_key_b64()
+GOOD_COOKIE = secrets.token_urlsafe(48)
+
+
+def production(**overrides: str) -> dict[str, str]:
+    env = {"GEMINI_KEYS_ENV": "production", "GEMINI_KEYS_MASTER_KEY": GOOD_MASTER,
+           "GEMINI_KEYS_COOKIE_KEY": GOOD_COOKIE,
+           "DATABASE_URL": "postgresql://app:Zq8t1Lr0pXw@db.abcd.supabase.co:5432/postgres"}
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"GEMINI_KEYS_MASTER_KEY": None}, "needs GEMINI_KEYS_MASTER_KEY"),
+    ({"GEMINI_KEYS_MASTER_KEY": "<base64 of 32 random bytes>"}, "placeholder"),
+    ({"GEMINI_KEYS_MASTER_KEY": "changeme-changeme-changeme-changeme-change="}, "placeholder"),
+    ({"GEMINI_KEYS_COOKIE_KEY": None}, "needs GEMINI_KEYS_COOKIE_KEY"),
+    ({"GEMINI_KEYS_COOKIE_KEY": "Xy7-short-Q2"}, "too short"),
+    ({"GEMINI_KEYS_COOKIE_KEY": "my-super-secret-cookie-key-for-production-2026"},
+     "placeholder"),
+    ({"GEMINI_KEYS_COOKIE_KEY": "<at least 32 random bytes, base64 - put it here>"},
+     "placeholder"),
+    ({"GEMINI_KEYS_COOKIE_KEY": "ab" * 32}, "placeholder"),
+    ({"GEMINI_KEYS_COOKIE_KEY": GOOD_MASTER}, "must differ"),
+    ({"DATABASE_URL": "postgresql://postgres:PASSWORD@db.PROJECT.supabase.co:5432/postgres"},
+     "placeholders"),
+])
+def test_production_refuses_bad_secrets(overrides, message):
+    env = production(**overrides)
+    with pytest.raises(ConfigurationError, match=message) as info:
+        check_production_secrets(Settings.load(env))
+    for name in ("GEMINI_KEYS_MASTER_KEY", "GEMINI_KEYS_COOKIE_KEY"):
+        if env.get(name):
+            assert env[name] not in str(info.value)
+
+
+def test_production_accepts_good_secrets():
+    check_production_secrets(Settings.load(production()))
+
+
+def test_development_allows_missing_cookie_and_generated_master_key():
+    check_production_secrets(Settings.load({"GEMINI_KEYS_ENV": "development"}))
+
+
+@pytest.mark.parametrize("value", ["prod", "Production ", "staging", "dev"])
+def test_unknown_environment_name_is_refused(value):
+    if value.strip().lower() == "production":
+        assert Settings.load({"GEMINI_KEYS_ENV": value}).production
+        return
+    with pytest.raises(ConfigurationError, match="GEMINI_KEYS_ENV must be one of"):
+        Settings.load({"GEMINI_KEYS_ENV": value})
+
+
+@pytest.mark.parametrize("make_key", [
+    pytest.param(lambda: base64.b64encode(bytes(range(8)) * 4).decode(), id="patterned"),
+    pytest.param(lambda: base64.b64encode(b"\x00" * 31 + b"\x01").decode(), id="near-constant"),
+])
+def test_production_refuses_patterned_master_key(tmp_path, make_key):
+    with pytest.raises(MasterKeyError, match="not random enough"):
+        load_master_key(settings_of(tmp_path, GEMINI_KEYS_MASTER_KEY=make_key(),
+                                    GEMINI_KEYS_ENV="production"))
+
+
+def test_production_refuses_the_generated_development_key(tmp_path):
+    load_master_key(settings_of(tmp_path))
+    dev_text = (tmp_path / "master.key").read_text().strip()
+    with pytest.raises(MasterKeyError, match="DEVELOPMENT key") as info:
+        load_master_key(settings_of(tmp_path, GEMINI_KEYS_MASTER_KEY=dev_text,
+                                    GEMINI_KEYS_ENV="production"))
+    assert dev_text not in str(info.value)
+    # Development mode still accepts it (that is what the file is for).
+    load_master_key(settings_of(tmp_path, GEMINI_KEYS_MASTER_KEY=dev_text))
+
+
+def test_production_refuses_the_generated_development_cookie_key(tmp_path):
+    dev_cookie = secrets.token_urlsafe(48)
+    (tmp_path / "cookie.key").write_text(dev_cookie + "\n")
+    env = production(GEMINI_KEYS_COOKIE_KEY=dev_cookie, GEMINI_KEYS_DATA_DIR=str(tmp_path))
+    with pytest.raises(ConfigurationError, match="DEVELOPMENT key") as info:
+        check_production_secrets(Settings.load(env))
+    assert dev_cookie not in str(info.value)
+
+
+
+
+
+def test_production_never_falls_back_to_a_generated_key(tmp_path):
+    with pytest.raises(MasterKeyError, match="no master key configured"):
+        load_master_key(settings_of(tmp_path, GEMINI_KEYS_ENV="production"))
+    assert not (tmp_path / "master.key").exists()

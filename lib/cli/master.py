@@ -10,7 +10,6 @@ import click
 
 from lib.cli.base import CliContext, actor_option, cli, fail, pass_cli
 from lib.crypto.master_key import load_master_key, refuse_weak_key
-from lib.crypto.rotation import new_key_bytes, rotate_master_key, write_key_file
 from lib.crypto.sealed import (
     MASTER_KEY_ENV,
     KeyDecryptionError,
@@ -18,6 +17,7 @@ from lib.crypto.sealed import (
     MasterKeyError,
     generate_master_key_b64,
 )
+from lib.keys.rotation import new_key_bytes, rotate_master_key, write_key_file
 
 NEW_KEY_ENV = "GEMINI_KEYS_NEW_MASTER_KEY"
 

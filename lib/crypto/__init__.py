@@ -1,2 +1,2 @@
-"""Key material: sealing keys for their rows (sealed), where the master key comes from
-(master_key), re-encrypting everything under a new one (rotation)."""
+"""Key material: sealing keys for their rows (sealed), and where the master key comes from,
+whether it is strong enough and whether it fits this database (master_key)."""

@@ -23,12 +23,10 @@ from db.session import Actor, session_scope
 from lib.audit.log import Action
 from tests.support.audit_rows import insert_key
 from tests.support.databases import TEST_BCRYPT_ROUNDS, make_user
+from tests.support.keys import fake_key
 
 STRONG_PASSWORD = "correct horse battery staple"
 
-
-def fake_key() -> str:
-    return "AIza" + secrets.token_urlsafe(27)[:35]
 
 
 def need(module: str, name: str):
@@ -104,7 +102,8 @@ def import_keys(w: World):
 
 
 def bulk_edit(w: World):
-    apply_edits, key_edit = need("lib.keys.writes", "apply_edits"), need("lib.keys.writes", "KeyEdit")
+    apply_edits = need("lib.keys.writes", "apply_edits")
+    key_edit = need("lib.keys.writes", "KeyEdit")
     key_id = w.add_key("edited")
     yield
     with w.session() as session:
@@ -140,7 +139,7 @@ def pool_outcome(kind: str, action: Action):
 
 
 def rotate_master_key(w: World):
-    rotate = need("lib.crypto.rotation", "rotate_master_key")
+    rotate = need("lib.keys.rotation", "rotate_master_key")
     w.add_key("rotated")
     cli_actor = Actor.service("cli", w.admin.user_id, w.admin.email)
     yield

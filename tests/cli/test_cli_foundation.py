@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 
@@ -118,3 +119,26 @@ def test_commands_on_an_unmigrated_database_say_to_run_init_db(db, monkeypatch):
 
         dispose_engines()
         drop_database(db.server, f"gk_empty_{os.getpid()}")
+
+
+@pytest.mark.parametrize("command", [["status"], ["init-db"]])
+def test_cli_never_echoes_the_database_password(command, tmp_path):
+    password = "Pw" + secrets.token_hex(12)
+    env = {**os.environ, "DATABASE_URL": f"postgresql://gk:{password}@127.0.0.1:1/nope",
+           "GEMINI_KEYS_DATA_DIR": str(tmp_path), "GEMINI_KEYS_LOG_LEVEL": "DEBUG"}
+    result = subprocess.run([sys.executable, "-m", "lib.cli", *command], cwd=REPO_ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "error: database error" in result.stderr
+    assert password not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unparseable_database_url_is_not_echoed(tmp_path):
+    password = "Pw" + secrets.token_hex(12)
+    env = {**os.environ, "DATABASE_URL": f"not a url:{password}",
+           "GEMINI_KEYS_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "lib.cli", "status"], cwd=REPO_ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert password not in result.stdout + result.stderr

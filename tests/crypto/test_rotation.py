@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
-import secrets
 import signal
 import stat
 import subprocess
@@ -22,7 +21,6 @@ from db.models import ApiKey
 from db.session import Actor, session_scope
 from lib.cli import cli
 from lib.crypto.master_key import verify_master_key
-from lib.crypto.rotation import rotate_master_key
 from lib.crypto.sealed import (
     KeyDecryptionError,
     MasterKey,
@@ -34,13 +32,11 @@ from lib.crypto.sealed import (
     verify_check_value,
 )
 from lib.key_format import ApiKeyText
+from lib.keys.rotation import rotate_master_key
 from lib.keys.writes import add_key, delete_key
 from lib.runtime import build_runtime
 from tests.support.databases import REPO_ROOT, TEST_MASTER_KEY, make_user
-
-
-def fake_key() -> str:
-    return "AIza" + secrets.token_urlsafe(27)[:35]
+from tests.support.keys import fake_key
 
 
 def master_from(text_b64: str, version: int = 1) -> MasterKey:

@@ -16,14 +16,12 @@ from sqlalchemy import text
 
 from db.engine import REPO_ROOT
 from tests.support.browser import sign_in, sign_in_form, sign_out, wait_for_app
+from tests.support.keys import fake_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_server]
 
 SCREENSHOTS = REPO_ROOT / os.environ.get("GK_SCREENSHOTS_DIR", ".data/screenshots")
 
-
-def fake_key() -> str:
-    return "AIza" + secrets.token_urlsafe(27)[:35]
 
 
 def open_page(page, title: str) -> None:

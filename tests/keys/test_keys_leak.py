@@ -12,10 +12,11 @@ from streamlit.testing.v1 import AppTest
 import lib.logging_setup as logging_setup
 from db.session import session_scope
 from lib.cli import cli
+from lib.errors import InvalidInput
 from lib.keys.importing import import_keys
 from lib.keys.writes import add_key
 from lib.runtime import build_runtime
-from tests.support.apptest import button, current_editor_key, rendered_text
+from tests.support.apptest import button, current_editor_key, rendered_text, sign_in_as
 from tests.support.keys import every_table_as_text, fake_key
 
 pytestmark = pytest.mark.one_server
@@ -58,7 +59,7 @@ def test_no_plaintext_anywhere_after_adding_keys_through_every_path(db, admin_ac
     with session_scope(admin_actor, engine=rt.engine) as session:
         add_key(session, rt.master_key, name="service", api_key=new())
         import_keys(session, rt.master_key, f"bulk-1,{new()}\n{new()}\n")
-    with pytest.raises(Exception) as refused, \
+    with pytest.raises(InvalidInput, match="already stored") as refused, \
             session_scope(admin_actor, engine=rt.engine) as session:  # a refused duplicate
         add_key(session, rt.master_key, name="dup", api_key=added[0])
     outputs.append(str(refused.value))
@@ -82,7 +83,7 @@ def test_no_plaintext_anywhere_after_adding_keys_through_every_path(db, admin_ac
 
     # 3. the page: add one, add many, then the table
     at = AppTest.from_file("../../pages/keys.py", default_timeout=30)
-    at.session_state["gk_user"] = {"id": str(admin_actor.user_id), "email": admin_actor.email}
+    sign_in_as(at, admin_actor)
     at.run()
     at.text_input(key=f"keys_add_name_{current_editor_key(at)[12:]}").input("page-one")
     at.text_input(key=f"keys_add_key_{current_editor_key(at)[12:]}").input(new())

@@ -1,10 +1,7 @@
 import json
-import secrets
 import socket
-import string
 import threading
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
@@ -18,21 +15,12 @@ from lib.pool.gemini_errors import (
     cooldown_until,
 )
 from lib.pool.health import check_key
-from lib.redact import redact
-from tests.support.fake_gemini import KINDS, FakeGemini, error_body
+from tests.support.fake_gemini import FakeGemini, error_body
+from tests.support.keys import fake_key
 
 LA = ZoneInfo("America/Los_Angeles")
-KEY_ALPHABET = string.ascii_letters + string.digits + "_-"
 
 
-def make_key() -> str:
-    return "AIza" + "".join(secrets.choice(KEY_ALPHABET) for _ in range(35))
-
-
-@pytest.fixture
-def fake():
-    with FakeGemini(slow_seconds=2.0) as server:
-        yield server
 
 
 @pytest.fixture
@@ -59,7 +47,7 @@ def closed_port() -> int:
     ],
 )
 def test_classify_error_google_bodies(fake_kind, kind, reason, scope, retry, disables, counts):
-    status, body = error_body(fake_kind, make_key())
+    status, body = error_body(fake_kind, fake_key())
     err = classify_error(status, json.dumps(body))
     assert (err.kind, err.status, err.reason, err.quota_scope) == (kind, status, reason, scope)
     assert err.retry_after == (None if retry is None else timedelta(seconds=retry))
@@ -173,7 +161,7 @@ def test_classify_error_retry_delay_parsing(delay, expected):
 
 
 def test_classify_error_redacts_and_trims_message():
-    key = make_key()
+    key = fake_key()
     body = {"error": {"code": 403, "message": f"Consumer 'api_key:{key}' suspended. " + "y" * 500}}
     err = classify_error(403, body)
     assert key not in err.message and key[:24] not in err.message
@@ -270,39 +258,6 @@ def test_cooldown_until_rejects_naive_now():
         cooldown_until(err, now=datetime(2026, 11, 25, 12, 0))
 
 
-# --- redact ---------------------------------------------------------------------------------
-
-def test_redact_full_key():
-    key = make_key()
-    assert redact(f"using {key} now") == "using [REDACTED] now"
-
-
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("partial AIzaSyA1234567890abcdefghij end", "partial [REDACTED] end"),
-        ("short AIza1234 stays", "short AIza1234 stays"),
-        ("Authorization: Bearer ya29.a0AfH6-x_y~z+/== ok", "Authorization: Bearer [REDACTED] ok"),
-        ("GET /models?key=abc123&pageSize=1", "GET /models?key=[REDACTED]&pageSize=1"),
-        ("https://x/y?pageSize=1&api_key=s3cr3t", "https://x/y?pageSize=1&api_key=[REDACTED]"),
-        ("{'x-goog-api-key': 'hunter2'}", "{'x-goog-api-key': '[REDACTED]'}"),
-        ("monkey=banana primary key: id", "monkey=banana primary key: id"),
-        ("nothing secret here", "nothing secret here"),
-        ("", ""),
-    ],
-)
-def test_redact_cases(text, expected):
-    assert redact(text) == expected
-
-
-def test_redact_several_keys_and_is_idempotent():
-    a, b = make_key(), make_key()
-    once = redact(f"{a},{b} key={a}")
-    assert a not in once and b not in once
-    assert once == "[REDACTED],[REDACTED] key=[REDACTED]"
-    assert redact(once) == once
-
-
 # --- check_key against the fake -------------------------------------------------------------
 
 @pytest.mark.parametrize(
@@ -321,7 +276,7 @@ def test_redact_several_keys_and_is_idempotent():
     ],
 )
 def test_check_key_each_kind(fake, fake_kind, status, http_status):
-    key = make_key()
+    key = fake_key()
     fake.respond(key, fake_kind)
     result = check_key(key, base_url=fake.base_url, timeout=5)
     assert (result.status, result.http_status) == (status, http_status)
@@ -331,19 +286,19 @@ def test_check_key_each_kind(fake, fake_kind, status, http_status):
 
 
 def test_check_key_day_quota_keeps_details(fake):
-    key = make_key()
+    key = fake_key()
     fake.respond(key, "rate_limited_day")
     err = check_key(key, base_url=fake.base_url).error
     assert err is not None and err.quota_scope == "day" and err.retry_after == timedelta(seconds=5)
 
 
 def test_check_key_unknown_key_is_invalid(fake):
-    result = check_key(make_key(), base_url=fake.base_url)
+    result = check_key(fake_key(), base_url=fake.base_url)
     assert result.status == "invalid" and result.error and result.error.disables_key
 
 
 def test_check_key_sends_key_only_in_header(fake):
-    keys = [make_key() for _ in range(3)]
+    keys = [fake_key() for _ in range(3)]
     for key, kind in zip(keys, ["ok", "invalid", "permission_denied"], strict=True):
         fake.respond(key, kind)
         result = check_key(key, base_url=fake.base_url + "/")
@@ -357,7 +312,7 @@ def test_check_key_sends_key_only_in_header(fake):
 
 
 def test_check_key_timeout_is_network_error(fake):
-    key = make_key()
+    key = fake_key()
     fake.respond(key, "slow")
     started = time.monotonic()
     result = check_key(key, base_url=fake.base_url, timeout=0.3)
@@ -367,14 +322,14 @@ def test_check_key_timeout_is_network_error(fake):
 
 
 def test_check_key_slow_but_within_timeout_is_ok():
-    key = make_key()
+    key = fake_key()
     with FakeGemini(slow_seconds=0.1) as fake:
         fake.respond(key, "slow")
         assert check_key(key, base_url=fake.base_url, timeout=5).status == "ok"
 
 
 def test_check_key_connection_refused_is_network_error(closed_port):
-    key = make_key()
+    key = fake_key()
     result = check_key(key, base_url=f"http://127.0.0.1:{closed_port}", timeout=2)
     assert result.status == "network_error" and result.error is not None
     assert not result.error.counts_as_key_failure
@@ -407,58 +362,10 @@ def test_check_key_does_not_follow_redirects(fake):
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            key = make_key()
+            key = fake_key()
             fake.respond(key, "ok")
             result = check_key(key, base_url=f"http://127.0.0.1:{server.server_address[1]}")
         finally:
             server.shutdown()
     assert result.status == "unknown" and result.http_status == 302
     assert fake.requests == []
-
-
-# --- the fake itself (reused by the key pool tests) -----------------------------------------
-
-def _post(url: str, key: str) -> tuple[int, dict]:
-    request = urllib.request.Request(  # noqa: S310 - local fake, http only
-        url, data=b'{"contents": [{"parts": [{"text": "hi"}]}]}', method="POST",
-        headers={"x-goog-api-key": key, "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.load(exc)
-
-
-def test_fake_generate_content_and_sequenced_responses(fake):
-    key = make_key()
-    fake.respond(key, "rate_limited_minute", "ok")
-    url = fake.base_url + "/v1beta/models/gemini-2.0-flash:generateContent"
-    status, body = _post(url, key)
-    assert status == 429 and classify_error(status, body).quota_scope == "minute"
-    for _ in range(2):  # the last kind sticks
-        status, body = _post(url, key)
-        assert status == 200
-        assert body["candidates"][0]["content"]["parts"][0]["text"] == "OK"
-    assert [r.method for r in fake.requests] == ["POST"] * 3
-
-
-def test_fake_rejects_unknown_kind_and_route(fake):
-    with pytest.raises(ValueError):
-        fake.respond(make_key(), "nonsense")
-    status, body = _post(fake.base_url + "/v1beta/nope", make_key())
-    assert status == 404 and body["error"]["status"] == "NOT_FOUND"
-    assert "slow" in KINDS
-
-
-def test_fake_shuts_down_promptly_with_slow_request_in_flight():
-    key = make_key()
-    with FakeGemini(slow_seconds=30) as fake:
-        fake.respond(key, "slow")
-        thread = threading.Thread(target=check_key, args=(key,),
-                                  kwargs={"base_url": fake.base_url, "timeout": 0.2})
-        thread.start()
-        thread.join()
-        started = time.monotonic()
-    assert time.monotonic() - started < 2

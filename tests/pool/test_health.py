@@ -11,7 +11,6 @@ from db.session import Actor, session_scope
 from lib.cli import cli
 from lib.pool.health import check_stored_key
 from lib.runtime import build_runtime
-from tests.support.fake_gemini import FakeGemini
 from tests.support.keys import audit_rows, dump_text
 from tests.support.pool import add, corrupt, key_row, next_pacific_midnight, stats_rows
 
@@ -21,10 +20,6 @@ def runtime(db):
     return build_runtime()
 
 
-@pytest.fixture
-def fake():
-    with FakeGemini(slow_seconds=3) as server:
-        yield server
 
 
 def check(runtime, key, base_url, actor=None, **kwargs):

@@ -14,7 +14,6 @@ from lib.pool import KeyDecryptionError, KeyPool, NoKeyAvailable
 from lib.pool.gemini_errors import GeminiError
 from lib.pool.policy import FailurePolicy
 from lib.runtime import build_runtime
-from tests.support.fake_gemini import FakeGemini
 from tests.support.keys import audit_rows, dump_text
 from tests.support.pool import (
     add,
@@ -37,10 +36,6 @@ def pool(runtime):
     return KeyPool(runtime)
 
 
-@pytest.fixture
-def fake():
-    with FakeGemini() as server:
-        yield server
 
 
 def names(pool: KeyPool, n: int) -> list[str]:
@@ -413,8 +408,12 @@ def test_gemini_error_object_is_accepted(db, runtime, pool):
     key_id, _ = add(runtime, "k")
     error = GeminiError(kind="rate_limited", status=429, quota_scope="minute",
                         retry_after=timedelta(seconds=3))
+    before = datetime.now(UTC).replace(tzinfo=None)
     pool.record(pool.acquire(), "failure", 1, error=error)
-    assert key_row(db, key_id)["cooldown_until"] is not None
+    after = datetime.now(UTC).replace(tzinfo=None)
+    # The error's own retry_after (3 s), not the policy's default minute.
+    until = key_row(db, key_id)["cooldown_until"]
+    assert before + timedelta(seconds=3) <= until <= after + timedelta(seconds=3)
 
 
 def test_policy_audit_rows_hold_no_key_material(db, runtime, pool, fake):

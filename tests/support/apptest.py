@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
+from lib.settings import REPO_ROOT
+from lib.ui.identity import SESSION_USER
+
 
 def rendered_text(at: AppTest, *, include_inputs: bool = False) -> str:
     """Every element's protobuf as text: titles, markdown, tables' Arrow bytes, charts' JSON.
@@ -19,6 +22,8 @@ def rendered_text(at: AppTest, *, include_inputs: bool = False) -> str:
         for child in getattr(node, "children", {}).values():
             walk(child)
 
+    # at.main and at.sidebar are the public roots, but toasts render into a third (the
+    # event block) that only the private tree holds; a leak scan must see it too.
     walk(at._tree)
     if include_inputs:
         parts += [str(w.value) for w in at.text_input] + [str(w.value) for w in at.text_area]
@@ -35,3 +40,15 @@ def current_editor_key(at: AppTest) -> str:
     # AppTest's session_state has no .get()
     nonce = at.session_state["keys_nonce"] if "keys_nonce" in at.session_state else 0  # noqa: SIM401
     return f"keys_editor_{nonce}"
+
+
+def sign_in_as(at: AppTest, actor) -> AppTest:
+    """Make `actor` the signed-in user of the AppTest's session, as the sign-in page would."""
+    at.session_state[SESSION_USER] = {"id": str(actor.user_id), "email": actor.email}
+    return at
+
+
+def page_test(page: str, actor=None, *, timeout: float = 30) -> AppTest:
+    """An AppTest of pages/<page>.py (not yet run), signed in as `actor` when given."""
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / f"{page}.py"), default_timeout=timeout)
+    return sign_in_as(at, actor) if actor is not None else at

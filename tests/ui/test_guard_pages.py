@@ -20,6 +20,7 @@ from db.session import Actor, session_scope
 from lib.keys.writes import add_key
 from lib.runtime import build_runtime
 from tests.support.apptest import rendered_text as rendered
+from tests.support.apptest import sign_in_as
 from tests.support.databases import make_user
 from tests.support.keys import fake_key
 
@@ -70,7 +71,7 @@ def seeded(db):
 
 def signed_in(at: AppTest, actor: Actor | None) -> AppTest:
     if actor is not None:
-        at.session_state["gk_user"] = {"id": str(actor.user_id), "email": actor.email}
+        sign_in_as(at, actor)
     return at
 
 
@@ -88,6 +89,8 @@ def assert_nothing_leaked(at: AppTest, seeded, *also: str) -> None:
     page = rendered(at)
     for secret in [*seeded["leaks"], *also]:
         assert secret not in page
+    # No page content at all: no numbers, charts or tables of any page.
+    assert not at.metric and not at.get("plotly_chart") and not at.dataframe
 
 
 def assert_sign_in_form_only(at: AppTest) -> None:
@@ -152,7 +155,7 @@ def test_admin_revoked_mid_session_sees_nothing_on_the_next_rerun(db, seeded, pa
 
 def test_rls_alone_hides_everything_from_a_revoked_admin(db, seeded):
     """Even if a page skipped the guard, the database returns nothing to a revoked admin."""
-    from lib.ui.guard import AdminContext
+    from lib.ui.identity import AdminContext
 
     admin = seeded["admin"]
     ctx = AdminContext(admin, build_runtime())

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.session import Actor, session_scope
 from lib.users.signin import sign_in
+from tests.support.apptest import page_test
 from tests.support.databases import TEST_BCRYPT_ROUNDS, make_user
 from tests.support.keys import audit_rows, dump_text
 
@@ -17,9 +18,7 @@ NEW_PASSWORD = "a brand new passphrase"
 
 
 def page(actor: Actor) -> AppTest:
-    at = AppTest.from_file("../../pages/admins.py", default_timeout=60)
-    at.session_state["gk_user"] = {"id": str(actor.user_id), "email": actor.email}
-    return at.run()
+    return page_test("admins", actor, timeout=60).run()
 
 
 def state(db) -> tuple:

@@ -9,18 +9,14 @@ from streamlit.testing.v1 import AppTest
 
 from db.session import Actor, session_scope
 from lib.clock import utc_today
-from tests.support.apptest import rendered_text
+from tests.support.apptest import page_test
 from tests.support.stats_rows import insert_key, insert_stat
 
 pytestmark = pytest.mark.one_server
-PAGE = "../../pages/analytics.py"
 
 
 def page_as(actor: Actor | None) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=30)
-    if actor is not None:
-        at.session_state["gk_user"] = {"id": str(actor.user_id), "email": actor.email}
-    return at.run()
+    return page_test("analytics", actor).run()
 
 
 @pytest.fixture
@@ -92,18 +88,3 @@ def test_empty_state_without_traffic(db, admin_actor):
     assert not at.exception
     assert any("No requests recorded" in i.value for i in at.info)
     assert len(at.get("plotly_chart")) == 0
-
-
-@pytest.mark.parametrize("who", ["anonymous", "member"])
-def test_page_is_blocked_for_non_admins(traffic, member_actor, who):
-    at = page_as(None if who == "anonymous" else member_actor)
-    assert not at.exception
-    assert not at.metric and not at.get("plotly_chart") and not at.dataframe
-    assert "Analytics" not in [t.value for t in at.title]
-    assert "alpha" not in rendered_text(at)
-    if who == "member":
-        assert [t.value for t in at.title] == ["No access"]
-    else:
-        assert any(w.label == "Password" for w in at.text_input)  # the sign-in form
-
-

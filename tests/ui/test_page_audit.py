@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.support.apptest import page_test
 from tests.support.audit_rows import BASE_TIME, seed
 
 pytestmark = pytest.mark.one_server
@@ -14,10 +15,7 @@ SEED_DAY = (BASE_TIME.date(), BASE_TIME.date())
 
 
 def open_page(actor=None) -> AppTest:
-    at = AppTest.from_file("../../pages/audit.py", default_timeout=30)
-    if actor is not None:
-        at.session_state["gk_user"] = {"id": str(actor.user_id), "email": actor.email}
-    return at.run()
+    return page_test("audit", actor).run()
 
 
 def table(at):

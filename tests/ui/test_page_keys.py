@@ -9,17 +9,14 @@ from streamlit.testing.v1 import AppTest
 from db.session import session_scope
 from lib.keys.writes import add_key, set_active
 from lib.runtime import build_runtime
-from tests.support.apptest import button, current_editor_key, rendered_text
+from tests.support.apptest import button, current_editor_key, page_test, rendered_text
 from tests.support.keys import fake_key, key_audit_rows
 
 pytestmark = pytest.mark.one_server
 
 
 def page(actor=None) -> AppTest:
-    at = AppTest.from_file("../../pages/keys.py", default_timeout=30)
-    if actor is not None:
-        at.session_state["gk_user"] = {"id": str(actor.user_id), "email": actor.email}
-    return at
+    return page_test("keys", actor)
 
 
 def seed(actor, *specs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lib.ui.identity import SESSION_USER
 from lib.users.signin import THROTTLE
 from tests.support.databases import make_user
 from tests.support.keys import audit_rows
@@ -36,14 +37,15 @@ def test_admin_signs_in_and_out(db):
     admin = make_user(db, "admin@example.com", admin=True)
     at = submit(app(), "Admin@Example.com", PASSWORD)
     assert not at.exception
-    assert at.session_state["gk_user"] == {"id": str(admin.user_id), "email": "admin@example.com"}
+    assert at.session_state[SESSION_USER] == {"id": str(admin.user_id),
+                                              "email": "admin@example.com"}
     assert at.session_state["authentication_status"] is True
     assert at.session_state["gk_cookie_op"] == "set"  # until the browser confirms it
     assert "Signed in as admin@example.com" in at.sidebar.caption[0].value
     assert not [t for t in at.text_input if t.key == "gk_sign_in_password"]
 
     at.sidebar.button(key="gk_sign_out").click().run()
-    assert "gk_user" not in at.session_state
+    assert SESSION_USER not in at.session_state
     assert at.session_state["authentication_status"] is None
     assert at.session_state["logout"] is True  # the authenticator ignores the cookie now
     assert at.session_state["gk_cookie_op"] == "delete"
@@ -55,7 +57,7 @@ def test_wrong_password_shows_one_message_and_clears_the_password(db):
     at = submit(app(), "admin@example.com", "not the password at all")
     assert [e.value for e in at.error] == ["Email or password is incorrect."]
     assert at.text_input(key="gk_sign_in_password").value == ""
-    assert "gk_user" not in at.session_state
+    assert SESSION_USER not in at.session_state
     assert len(audit_rows(db, "sign_in_failed")) == 1
 
 
@@ -66,7 +68,7 @@ def test_locked_account_gets_a_clear_message(db):
         at = submit(at, "admin@example.com", "not the password at all")
     assert "locked for 15 more minutes" in at.error[0].value
     at = submit(at, "admin@example.com", PASSWORD)
-    assert "locked" in at.error[0].value and "gk_user" not in at.session_state
+    assert "locked" in at.error[0].value and SESSION_USER not in at.session_state
 
 
 def test_non_admin_gets_the_no_access_page_and_can_sign_out(db):
@@ -77,5 +79,5 @@ def test_non_admin_gets_the_no_access_page_and_can_sign_out(db):
     assert "admin@example.com" not in str([m.value for m in at.markdown])  # no admin list
     assert not at.sidebar.button
     at.button(key="gk_sign_out_no_access").click().run()
-    assert "gk_user" not in at.session_state
+    assert SESSION_USER not in at.session_state
     assert at.text_input(key="gk_sign_in_email")

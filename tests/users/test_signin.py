@@ -99,8 +99,14 @@ def test_five_failures_lock_the_account_even_against_the_right_password(db):
 
 
 def test_unknown_email_locks_exactly_like_a_real_account(db):
-    seed_failures(db, "ghost@example.com", [db_time(db)] * THROTTLE.max_failures)
-    assert attempt(db, "ghost@example.com").locked_until is not None
+    make_user(db, EMAIL, admin=True)
+    moment = db_time(db)
+    for email in ("ghost@example.com", EMAIL):
+        seed_failures(db, email, [moment] * THROTTLE.max_failures)
+    ghost, real = attempt(db, "ghost@example.com"), attempt(db, EMAIL)
+    # Same lock end, same message: the answer does not tell whether the account exists.
+    assert ghost.locked_until == real.locked_until == moment + THROTTLE.lock
+    assert ghost.message == real.message and not ghost.ok and not real.ok
 
 
 @pytest.mark.one_server  # bcrypt-heavy; the lock SQL also runs on both servers elsewhere

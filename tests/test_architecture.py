@@ -1,0 +1,95 @@
+"""The layers of docs/architecture.md hold: imports only point down (or stay in their own
+package), Streamlit stays in lib/ui, pages and app.py (and the page benchmarks), SQL stays
+out of pages, and every page file starts with the admin guard."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from lib.settings import REPO_ROOT
+
+# docs/architecture.md, "The layers": a module may import modules of its own layer's
+# package and of lower layers, never of a higher one.
+LAYERS: list[tuple[int, str]] = [
+    (0, "db/"), (0, "lib/errors.py"), (0, "lib/__init__.py"),
+    (1, "lib/clock.py"), (1, "lib/key_format.py"),
+    (1, "lib/redact.py"), (1, "lib/streaming.py"),
+    (2, "lib/settings.py"), (2, "lib/secret_files.py"), (2, "lib/logging_setup.py"),
+    (2, "lib/audit/"),
+    (3, "lib/crypto/"), (3, "lib/users/"),
+    (4, "lib/runtime.py"), (4, "lib/keys/"),
+    (5, "lib/pool/"), (5, "lib/analytics/"), (5, "lib/demo.py"),
+    (6, "lib/cli/"), (6, "lib/ui/"), (6, "bench/"),
+    (7, "app.py"), (7, "pages/"),
+]
+SOURCES = sorted(p for folder in ("db", "lib", "bench", "pages") for p in
+                 (REPO_ROOT / folder).rglob("*.py")) + [REPO_ROOT / "app.py"]
+
+
+def place(path: str) -> tuple[int, str]:
+    """(layer, the package or module that owns `path`)."""
+    matches = [(layer, prefix) for layer, prefix in LAYERS if path.startswith(prefix)]
+    if not matches:
+        raise AssertionError(f"{path} is in no layer of docs/architecture.md")
+    return max(matches, key=lambda m: len(m[1]))
+
+
+def module_path(name: str) -> str | None:
+    """The repository file of an imported module, or None when it is not ours."""
+    parts = name.split(".")
+    if parts[0] not in ("db", "lib", "bench", "pages"):
+        return None
+    base = REPO_ROOT.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate.relative_to(REPO_ROOT).as_posix()
+    return None
+
+
+def imports(path: Path) -> list[str]:
+    """Every module `path` imports, at module level or inside functions."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_every_source_file_has_a_layer():
+    for path in SOURCES:
+        place(path.relative_to(REPO_ROOT).as_posix())
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(REPO_ROOT).as_posix())
+def test_imports_point_down(path):
+    rel = path.relative_to(REPO_ROOT).as_posix()
+    layer, owner = place(rel)
+    upward = []
+    for name in imports(path):
+        target = module_path(name)
+        if target is None:
+            continue
+        target_layer, target_owner = place(target)
+        if target_layer >= layer and target_owner != owner:
+            upward.append(f"{name} (layer {target_layer}, {target_owner})")
+    assert not upward, f"{rel} (layer {layer}) imports {upward}"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(REPO_ROOT).as_posix())
+def test_streamlit_and_sql_stay_where_they_belong(path):
+    rel = path.relative_to(REPO_ROOT).as_posix()
+    names = imports(path)
+    if not rel.startswith(("lib/ui/", "pages/", "app.py", "bench/")):  # bench times pages
+        assert not [n for n in names if n.split(".")[0] in ("streamlit", "streamlit_authenticator")]
+    if rel.startswith("pages/"):
+        assert not [n for n in names if n.split(".")[0] in ("sqlalchemy", "psycopg2", "db")]
+        first = ast.parse(path.read_text()).body
+        statements = [s for s in first if not isinstance(s, ast.Expr)]  # after the docstring
+        assert ast.unparse(statements[0]) == "from lib.ui.guard import require_admin"
+        assert ast.unparse(statements[1]) == "ctx = require_admin()"
