@@ -2,10 +2,10 @@
 
 Everything it makes is recognisable: keys are named ``demo-<batch>-NNN`` in groups
 ``demo-project-a|b|c``; the history rows it writes carry ``"demo": true`` in their details.
-The keys are random strings shaped like Gemini keys (they work nowhere), encrypted like real
-ones through the key service. The stats show a weekly rhythm, growth, latency drift, one key
-failing today (then auto-disabled), one key that keeps hitting 429s (cooling down now) and
-one key that was never used.
+The keys are random strings shaped like Gemini keys of both families (they work nowhere),
+encrypted like real ones through the key service. The stats show a weekly rhythm, growth,
+latency drift, one key failing today (then auto-disabled), one key that keeps hitting 429s
+(cooling down now) and one key that was never used.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from db.models import ApiKey, AuditLog, UsageStat
 from lib.audit.log import Action, audit_row
 from lib.crypto.sealed import MasterKey, seal
 from lib.errors import InvalidInput
-from lib.key_format import ApiKeyText
+from lib.key_format import AUTHORIZATION_PREFIX, STANDARD_PREFIX, ApiKeyText, KeyKind
 from lib.keys.writes import add_key
 
 MAX_KEYS = 5000
@@ -40,9 +40,13 @@ HISTORY_ACTIONS = (  # (verb, weight) for the extra audit history
     (Action.KEY_DEACTIVATED, 1), (Action.KEY_ACTIVATED, 1))
 
 
-def fake_gemini_key() -> str:
-    """A random text shaped like a Gemini key (``AIza`` + 35 characters); valid nowhere."""
-    return "AIza" + "".join(secrets.choice(KEY_ALPHABET) for _ in range(35))
+def fake_gemini_key(kind: KeyKind = "standard") -> str:
+    """A random text shaped like a Gemini key of `kind`, valid nowhere: ``AIza`` + 35
+    characters, or ``AQ.`` + 53 (authorization keys, AI Studio's default since May 2026)."""
+    if kind == "authorization":
+        body = "".join(secrets.choice(KEY_ALPHABET) for _ in range(53))
+        return AUTHORIZATION_PREFIX + "Ab" + body[2:]
+    return STANDARD_PREFIX + "".join(secrets.choice(KEY_ALPHABET) for _ in range(35))
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,9 @@ def seed_demo(session: Session, master: MasterKey, *, keys: int, days: int,
     profiles = []
     for i in range(keys):
         name = f"demo-{batch}-{i + 1:03d}"
-        row = add_key(session, master, name=name, api_key=fake_gemini_key(),
+        # Both families, as a team has them today: most keys new authorization keys.
+        kind: KeyKind = "standard" if i % 3 == 2 else "authorization"
+        row = add_key(session, master, name=name, api_key=fake_gemini_key(kind),
                       priority=2 if i < max(1, keys // 3) else 1, group_label=GROUPS[i % 3])
         role = _role(i, keys)
         profiles.append(KeyProfile(row.id, name, role, rng.lognormvariate(6.0, 0.6),

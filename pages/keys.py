@@ -10,5 +10,5 @@ from lib.ui.keys import keys_page  # noqa: E402
 
 st.title("Keys")
 st.caption("Keys are encrypted before they reach the database and are only ever shown "
-           "masked (AIza…k3Q9). Higher priority is preferred by the pool.")
+           "masked (AQ.A…x7Zq, AIza…k3Q9). Higher priority is preferred by the pool.")
 keys_page(ctx)

@@ -15,15 +15,15 @@ from lib.settings import REPO_ROOT
 # package and of lower layers, never of a higher one.
 LAYERS: list[tuple[int, str]] = [
     (0, "db/"), (0, "lib/errors.py"), (0, "lib/__init__.py"),
-    (1, "lib/clock.py"), (1, "lib/key_format.py"),
-    (1, "lib/redact.py"), (1, "lib/streaming.py"),
-    (2, "lib/settings.py"), (2, "lib/secret_files.py"), (2, "lib/logging_setup.py"),
-    (2, "lib/audit/"),
-    (3, "lib/crypto/"), (3, "lib/users/"),
-    (4, "lib/runtime.py"), (4, "lib/keys/"),
-    (5, "lib/pool/"), (5, "lib/analytics/"), (5, "lib/demo.py"),
-    (6, "lib/cli/"), (6, "lib/ui/"), (6, "bench/"),
-    (7, "app.py"), (7, "pages/"),
+    (1, "lib/clock.py"), (1, "lib/key_format.py"), (1, "lib/streaming.py"),
+    (2, "lib/redact.py"),
+    (3, "lib/settings.py"), (3, "lib/secret_files.py"), (3, "lib/logging_setup.py"),
+    (3, "lib/audit/"),
+    (4, "lib/crypto/"), (4, "lib/users/"),
+    (5, "lib/runtime.py"), (5, "lib/keys/"),
+    (6, "lib/pool/"), (6, "lib/analytics/"), (6, "lib/demo.py"),
+    (7, "lib/cli/"), (7, "lib/ui/"), (7, "bench/"),
+    (8, "app.py"), (8, "pages/"),
 ]
 SOURCES = sorted(p for folder in ("db", "lib", "bench", "pages") for p in
                  (REPO_ROOT / folder).rglob("*.py")) + [REPO_ROOT / "app.py"]

@@ -28,10 +28,11 @@ from sqlalchemy import text
 from db.session import Actor, session_scope
 from lib.cli import cli
 from lib.crypto.sealed import MasterKey, generate_master_key_b64
+from lib.key_format import key_kind
 from tests.support.apptest import sign_in_as
 from tests.support.databases import TEST_MASTER_KEY, make_user
 from tests.support.fake_gemini import FakeGemini
-from tests.support.keys import every_table_as_text, fake_key
+from tests.support.keys import KINDS, every_table_as_text, fake_key
 
 PAGES = ("overview", "keys", "analytics", "audit", "admins")
 
@@ -64,7 +65,7 @@ class Scan:
     not_landed: list[str] = field(default_factory=list)
 
     def key(self, kind: str = "ok") -> str:
-        value = fake_key()
+        value = fake_key(KINDS[len(self.keys) % len(KINDS)])  # both families, in turn
         self.keys.append(value)
         self.fake.respond(value, kind)
         return value
@@ -275,6 +276,7 @@ def test_no_flow_leaks_a_key_anywhere(db, tmp_path, caplog, capfd, monkeypatch):
 
     count = len(scan.keys)
     assert count >= 8, count
+    assert {key_kind(k) for k in scan.keys} == {"standard", "authorization"}
     # The haystacks are real: names and masked hints are where the keys' traces should be.
     found = dict(places)
     assert "imported-1" in found["database"] and "cli-main" in found["page keys"]

@@ -19,7 +19,7 @@ from lib.keys.reads import KeyFilter, resolve_key
 from lib.keys.reads import list_keys as list_key_rows
 from lib.streaming import csv_cell
 
-LIST_FIELDS = ("name", "id", "masked_hint", "group_label", "is_active", "priority",
+LIST_FIELDS = ("name", "id", "masked_hint", "kind", "group_label", "is_active", "priority",
                "usage_count", "failure_count", "last_used", "created_by_email", "created_at",
                "archived_at")
 
@@ -105,7 +105,7 @@ def _jsonable(value: Any) -> Any:
 @click.option("--all", "include_archived", is_flag=True, help="Include archived keys.")
 @pass_cli
 def list_keys(cli_ctx: CliContext, output_format: str, search: str, include_archived: bool) -> None:
-    """List keys, masked like AIza…k3Q9; nothing is decrypted."""
+    """List keys, masked like AQ.A…x7Zq or AIza…k3Q9, with their type; nothing is decrypted."""
     filters = KeyFilter(search=search, archived=None if include_archived else False)
     with cli_ctx.session() as session:
         rows = list_key_rows(session, filters)
@@ -121,8 +121,8 @@ def list_keys(cli_ctx: CliContext, output_format: str, search: str, include_arch
     elif not rows:
         click.echo("no keys (add one with add-key or import-keys)")
     else:
-        shown = ("name", "masked_hint", "group_label", "is_active", "priority", "usage_count",
-                 "failure_count", "last_used", "archived_at")
+        shown = ("name", "masked_hint", "kind", "group_label", "is_active", "priority",
+                 "usage_count", "failure_count", "last_used", "archived_at")
         table = [[_cell(r[f]) for f in shown] for r in rows]
         widths = [max(len(f), *(len(line[i]) for line in table)) for i, f in enumerate(shown)]
         click.echo("  ".join(f.ljust(w) for f, w in zip(shown, widths, strict=True)).rstrip())

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from lib.errors import GeminiKeysError
 from lib.key_format import ApiKeyText, masked_hint
+from lib.redact import remember_secret
 
 MASTER_KEY_ENV = "GEMINI_KEYS_MASTER_KEY"
 GENERATE_HINT = (
@@ -260,9 +261,11 @@ def unseal(master: MasterKey, row: SealedRow) -> str:
             f"or {MASTER_KEY_ENV} is not the master key it was encrypted with"
         ) from None
     try:
-        return plain.decode("utf-8")
+        api_key = plain.decode("utf-8")
     except UnicodeDecodeError:  # its str() would quote a plaintext byte, so replace it
         raise fail("decrypted value is not UTF-8 text") from None
+    remember_secret(api_key)  # redacted by exact match from now on, whatever its shape
+    return api_key
 
 
 

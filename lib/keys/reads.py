@@ -14,7 +14,7 @@ from db.models import ApiKey
 from lib.clock import utc_now
 from lib.crypto.sealed import KeyDecryptionError, MasterKey, fingerprint, unseal
 from lib.errors import InvalidInput, NotFound
-from lib.key_format import looks_like_key, normalise_api_key
+from lib.key_format import KeyKind, kind_of_hint, looks_like_key, normalise_api_key
 from lib.keys.rules import NAME_MAX_LENGTH, has_control_chars, is_uuid
 from lib.keys.status import IN_SERVICE, NOT_DELETED, KeyStatus, key_status, status_label
 
@@ -52,6 +52,11 @@ class KeyListRow:
     disabled_reason: str | None
     cooldown_until: dt.datetime | None
     created_by_email: str | None
+
+    @property
+    def kind(self) -> KeyKind | None:
+        """standard (AIza…) or authorization (AQ.…), read off the stored masked hint."""
+        return kind_of_hint(self.masked_hint)
 
     def status(self, now: dt.datetime | None = None) -> KeyStatus:
         return key_status(deleted=False, archived=self.archived_at is not None,

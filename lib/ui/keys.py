@@ -90,6 +90,7 @@ def table_frame(rows: list[KeyListRow]) -> pd.DataFrame:
         "select": [False] * len(rows),
         "name": [r.name for r in rows],
         "key": [r.masked_hint for r in rows],
+        "type": [r.kind or "" for r in rows],
         "group": [r.group_label or "" for r in rows],
         "active": [bool(r.is_active) for r in rows],
         "priority": [int(r.priority or DEFAULT_PRIORITY) for r in rows],
@@ -106,6 +107,9 @@ def table_frame(rows: list[KeyListRow]) -> pd.DataFrame:
 COLUMN_CONFIG = {
     "select": st.column_config.CheckboxColumn("✓", help="Tick rows to archive them"),
     "key": st.column_config.TextColumn("key", help="Masked: the full key is never shown"),
+    "type": st.column_config.TextColumn(
+        "type", help="authorization (AQ.…, AI Studio's default since May 2026) or standard "
+        "(AIza…, works while it carries API restrictions)"),
     "active": st.column_config.CheckboxColumn("active", help="The pool may use the key"),
     "priority": st.column_config.NumberColumn(
         "priority", min_value=PRIORITY_MIN, max_value=PRIORITY_MAX, step=1, format="%d",
@@ -187,7 +191,7 @@ def add_one_form(ctx: AdminContext, groups: list[str]) -> None:
     with st.form("keys_add_one", clear_on_submit=True):
         name = st.text_input("Name", max_chars=100, placeholder="project-a-main",
                              key=f"keys_add_name_{form_generation()}")
-        api_key = st.text_input("API key", type="password", placeholder="AIza…",
+        api_key = st.text_input("API key", type="password", placeholder="AQ.… or AIza…",
                                 key=f"keys_add_key_{form_generation()}")
         left, right = st.columns(2)
         priority = left.number_input("Priority (higher is preferred)", PRIORITY_MIN,
@@ -218,7 +222,7 @@ def add_many_form(ctx: AdminContext) -> None:
                "lines marked *will be added* are added; refused lines are skipped.")
     with st.form("keys_add_many"):
         text = st.text_area("Keys", height=150, key=f"keys_import_text_{form_generation()}",
-                            placeholder="project-a-main,AIza…\nproject-b-main,AIza…")
+                            placeholder="project-a-main,AQ.…\nproject-b-main,AIza…")
         upload = st.file_uploader("…or upload a .txt or .csv file", type=["txt", "csv"],
                                   key=f"keys_import_file_{form_generation()}")
         left, right = st.columns(2)

@@ -13,11 +13,12 @@ import lib.logging_setup as logging_setup
 from db.session import session_scope
 from lib.cli import cli
 from lib.errors import InvalidInput
+from lib.key_format import key_kind
 from lib.keys.importing import import_keys
 from lib.keys.writes import add_key
 from lib.runtime import build_runtime
 from tests.support.apptest import button, current_editor_key, rendered_text, sign_in_as
-from tests.support.keys import every_table_as_text, fake_key
+from tests.support.keys import KINDS, every_table_as_text, fake_key
 
 pytestmark = pytest.mark.one_server
 
@@ -52,7 +53,7 @@ def test_no_plaintext_anywhere_after_adding_keys_through_every_path(db, admin_ac
     outputs: list[str] = []
 
     def new() -> str:
-        added.append(fake_key())
+        added.append(fake_key(KINDS[len(added) % len(KINDS)]))  # both families, in turn
         return added[-1]
 
     # 1. the service, one key and a bulk import
@@ -106,6 +107,7 @@ def test_no_plaintext_anywhere_after_adding_keys_through_every_path(db, admin_ac
         stored = connection.scalar(text(
             "SELECT count(*) FROM gemini_api_keys WHERE deleted_at IS NULL"))
     assert stored == len(added) == 9, outputs
+    assert {key_kind(k) for k in added} == {"standard", "authorization"}
     assert "page-one" in outputs[-1] and "file-2" in outputs[-1]  # the scans see real output
 
     places = {"tables": every_table_as_text(db), "logs": log_text(raw_logs),

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy import text
 
+from lib.demo import fake_gemini_key
+from lib.key_format import KeyKind
 from tests.support.databases import APP_TABLES
 
 
-def fake_key() -> str:
-    """A random text shaped like a Gemini key (never a real one)."""
-    return "AIza" + secrets.token_urlsafe(27)[:35]
+def fake_key(kind: KeyKind = "standard") -> str:
+    """A random text shaped like a Gemini key of `kind` (never a real one)."""
+    return fake_gemini_key(kind)
+
+
+KINDS: tuple[KeyKind, ...] = ("standard", "authorization")
 
 
 def dump_tables(db) -> dict[str, list[str]]:
