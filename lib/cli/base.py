@@ -11,29 +11,33 @@ from typing import Any
 
 import click
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
 from db.session import Actor, session_scope
 from lib.errors import GeminiKeysError
 from lib.logging_setup import configure_logging
+from lib.operator_errors import describe
 from lib.runtime import Runtime, build_runtime, engine_for, require_current_schema
 from lib.settings import Settings
 from lib.users.accounts import find_user, is_admin, normalise_email
 
 
 class CliGroup(click.Group):
-    """Turns errors the user can act on into one line on stderr and exit status 1."""
+    """Turns errors the user can act on into one line on stderr and exit status 1: our own
+    messages, and deployment problems (database, data directory, disk) described for the
+    operator, never a traceback or a password."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except GeminiKeysError as error:
             fail(str(error))
-        except DBAPIError as error:
-            # The driver's text can quote parameters; show only the error class and SQLSTATE.
-            code = getattr(error.orig, "pgcode", None) or "no SQLSTATE"
-            fail(f"database error ({type(error.orig).__name__}, {code})")
+        except (DBAPIError, ArgumentError, OSError) as error:
+            described = describe(error)
+            if described is None:
+                raise
+            fail(described)
 
 
 def fail(message: str) -> None:

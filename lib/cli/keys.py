@@ -1,5 +1,8 @@
 """Key commands: add-key, import-keys, list-keys, set-active, set-priority, rename, set-group,
-archive, unarchive, delete-key. Keys arrive on stdin or in a file, never in argv."""
+archive, unarchive, delete-key. Keys arrive on stdin or in a file, never in argv.
+
+Every command that changes something prints what it did only after its transaction
+committed: a failed commit prints an error and nothing that looks like success."""
 
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ def add_key(cli_ctx: CliContext,
     with cli_ctx.session(actor_email) as session:
         row = writes.add_key(session, master, name=name, api_key=api_key,
                              priority=priority, group_label=group_label)
-        click.echo(f"added key {row.name} ({row.masked_hint}, id {row.id})")
+    click.echo(f"added key {row.name} ({row.masked_hint}, id {row.id})")
 
 
 @cli.command("import-keys")
@@ -71,11 +74,11 @@ def import_keys(cli_ctx: CliContext, file: io.TextIOBase, priority: str, group_l
     with cli_ctx.session(actor_email) as session:
         result = import_key_lines(session, master, text, priority=priority,
                                   group_label=group_label, skip_refused=skip_refused)
-        for line in result.refused:
-            click.echo(f"skipped line {line.line_no}: {line.problem}", err=True)
-        for row in result.added:
-            click.echo(f"added key {row.name} ({row.masked_hint})")
-        click.echo(f"imported {len(result.added)} key(s), skipped {len(result.refused)} line(s)")
+    for line in result.refused:
+        click.echo(f"skipped line {line.line_no}: {line.problem}", err=True)
+    for row in result.added:
+        click.echo(f"added key {row.name} ({row.masked_hint})")
+    click.echo(f"imported {len(result.added)} key(s), skipped {len(result.refused)} line(s)")
 
 
 def _cell(value: Any) -> str:
@@ -153,7 +156,7 @@ def set_active(cli_ctx: CliContext, name_or_id: str, active: str, reason: str | 
     with cli_ctx.session(actor_email) as session:
         key = resolve_key(session, name_or_id)
         writes.set_active(session, key.id, wanted, reason=reason)
-        click.echo(f"key {key.name} is {'active' if wanted else 'inactive'}")
+    click.echo(f"key {key.name} is {'active' if wanted else 'inactive'}")
 
 
 @cli.command("set-priority")
@@ -167,7 +170,7 @@ def set_priority(cli_ctx: CliContext,
     with cli_ctx.session(actor_email) as session:
         key = resolve_key(session, name_or_id)
         writes.set_priority(session, key.id, priority)
-        click.echo(f"key {key.name} has priority {key.priority}")
+    click.echo(f"key {key.name} has priority {key.priority}")
 
 
 @cli.command("rename")
@@ -181,7 +184,7 @@ def rename(cli_ctx: CliContext, name_or_id: str, new_name: str, actor_email: str
         key = resolve_key(session, name_or_id)
         old = key.name
         writes.rename_key(session, key.id, new_name)
-        click.echo(f"key {old} is now named {key.name}")
+    click.echo(f"key {old} is now named {key.name}")
 
 
 @cli.command("set-group")
@@ -194,7 +197,7 @@ def set_group(cli_ctx: CliContext, name_or_id: str, group: str, actor_email: str
     with cli_ctx.session(actor_email) as session:
         key = resolve_key(session, name_or_id)
         writes.set_group(session, key.id, group)
-        click.echo(f"key {key.name} is in group {key.group_label or '(none)'}")
+    click.echo(f"key {key.name} is in group {key.group_label or '(none)'}")
 
 
 @cli.command("archive")
@@ -205,7 +208,7 @@ def archive(cli_ctx: CliContext, name_or_id: str, actor_email: str | None) -> No
     """Archive a key: hidden from the default list, never picked by the pool."""
     with cli_ctx.session(actor_email) as session:
         key = writes.archive_key(session, resolve_key(session, name_or_id).id)
-        click.echo(f"key {key.name} is archived")
+    click.echo(f"key {key.name} is archived")
 
 
 @cli.command("unarchive")
@@ -215,9 +218,8 @@ def archive(cli_ctx: CliContext, name_or_id: str, actor_email: str | None) -> No
 def unarchive(cli_ctx: CliContext, name_or_id: str, actor_email: str | None) -> None:
     """Bring an archived key back."""
     with cli_ctx.session(actor_email) as session:
-        key = writes.unarchive_key(session,
-                                        resolve_key(session, name_or_id).id)
-        click.echo(f"key {key.name} is no longer archived")
+        key = writes.unarchive_key(session, resolve_key(session, name_or_id).id)
+    click.echo(f"key {key.name} is no longer archived")
 
 
 @cli.command("delete-key")
@@ -231,4 +233,4 @@ def delete_key(cli_ctx: CliContext, name_or_id: str, yes: bool, actor_email: str
         fail("deleting cannot be undone; pass --yes to confirm (or use archive instead)")
     with cli_ctx.session(actor_email) as session:
         key = writes.delete_key(session, resolve_key(session, name_or_id).id)
-        click.echo(f"key {key.name} deleted (its history stays in the audit log)")
+    click.echo(f"key {key.name} deleted (its history stays in the audit log)")

@@ -1,4 +1,5 @@
-"""create-user, list-users, grant-admin, revoke-admin, reset-password."""
+"""create-user, list-users, grant-admin, revoke-admin, reset-password (each prints what it did
+only after its transaction committed)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def create_user(cli_ctx: CliContext, email: str, admin: bool, password_stdin: bo
     with cli_ctx.session() as session:
         user = create_user_row(session, email=email, password=password, admin=admin,
                                bcrypt_rounds=cli_ctx.settings.bcrypt_rounds)
-        click.echo(f"created {'admin' if admin else 'user'} {user.email} ({user.id})")
+    click.echo(f"created {'admin' if admin else 'user'} {user.email} ({user.id})")
 
 
 @cli.command("list-users")
@@ -84,4 +85,4 @@ def reset_password(cli_ctx: CliContext,
     with cli_ctx.session(actor_email) as session:
         user = reset_password_row(session, email=email, password=password,
                                   bcrypt_rounds=cli_ctx.settings.bcrypt_rounds)
-        click.echo(f"password of {user.email} reset")
+    click.echo(f"password of {user.email} reset")

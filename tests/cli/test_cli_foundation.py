@@ -129,7 +129,7 @@ def test_cli_never_echoes_the_database_password(command, tmp_path):
     result = subprocess.run([sys.executable, "-m", "lib.cli", *command], cwd=REPO_ROOT,
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert "error: database error" in result.stderr
+    assert "error: cannot connect to the database at 127.0.0.1:1" in result.stderr
     assert password not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
 
