@@ -11,17 +11,20 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from db.engine import dispose_engines, get_engine, resolve_database_url
+from db.engine import dispose_engines, get_engine
 from db.migrate import upgrade
 from db.session import Actor
+from lib.runtime import database_urls
+from lib.settings import Settings
 
 ENV_NAMES = ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY", "GEMINI_KEYS_DATA_DIR")
 
 
 def server_url() -> str:
-    """The server to benchmark on: DATABASE_URL's, else the embedded one."""
-    return resolve_database_url({k: v for k, v in os.environ.items()
-                                 if k in ("DATABASE_URL", "GEMINI_KEYS_DATA_DIR")})
+    """The server to benchmark on, as its owner: DATABASE_URL's, else the embedded one."""
+    settings = Settings.load({k: v for k, v in os.environ.items()
+                              if k in ("DATABASE_URL", "GEMINI_KEYS_DATA_DIR")})
+    return database_urls(settings).owner
 
 
 @contextmanager
