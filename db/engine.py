@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from db.roles import APP_LOGIN, app_login_sql
@@ -89,7 +89,9 @@ def to_sqlalchemy_url(url: str) -> str:
 
 def as_login(url: str, login: str) -> str:
     """The same server and database, logged in as `login` without a password."""
-    return make_url(url).set(username=login, password=None).render_as_string(
+    parsed = make_url(url)  # (URL.set ignores password=None: build it anew)
+    return URL.create(parsed.drivername, username=login, host=parsed.host, port=parsed.port,
+                      database=parsed.database, query=parsed.query).render_as_string(
         hide_password=False)
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -32,7 +34,8 @@ APP_TABLES = ("gemini_key_audit_log", "gemini_key_usage_stats", "gemini_api_keys
               "auth.users")
 __all__ = ["APP_TABLES", "LOCAL_URL", "REPO_ROOT", "SERVERS", "TEST_BCRYPT_ROUNDS",
            "TEST_MASTER_KEY", "TestDatabase", "app_login_url", "create_database",
-           "drop_database", "make_user", "record_check_value", "server_url", "with_database"]
+           "drop_database", "make_user", "record_check_value", "server_url",
+           "stop_embedded_postgres", "with_database"]
 
 
 def local_server_answers() -> bool:
@@ -83,6 +86,19 @@ def server_url(server: str) -> str:
         REPO_ROOT / ".data" / "test-pg", env=server_environment())
     ensure_app_login(url)
     return url
+
+
+def stop_embedded_postgres(pgdata: Path) -> None:
+    """Stop an embedded server a test started under pgdata (as the OS user it runs as)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR warning
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast",
+                    "stop"], user="embedded_postgres" if os.geteuid() == 0 else None,
+                   capture_output=True, timeout=60, check=False)
 
 
 def app_login_url(owner_url: str) -> str:
