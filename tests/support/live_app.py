@@ -89,17 +89,18 @@ def seed_admin(database_url: str, email: str, password: str) -> None:
 
 
 @contextmanager
-def run_app(database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None
-            ) -> Iterator[LiveApp]:
+def run_app(database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None,
+            app_url: str | None = None) -> Iterator[LiveApp]:
     """Migrate `database_url` (the owner's), seed an admin, start the server; stop it
-    afterwards. The server gets only the app's login (DATABASE_URL), as in production."""
+    afterwards. The server gets only the app's login (DATABASE_URL: `app_url`, by default
+    the app's own login role), as in production."""
     upgrade(get_engine(database_url))
     password = "e2e " + secrets.token_urlsafe(18)
     seed_admin(database_url, ADMIN_EMAIL, password)
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ,
-           "DATABASE_URL": app_login_url(database_url),
+           "DATABASE_URL": app_url or app_login_url(database_url),
            "DATABASE_OWNER_URL": "",  # the schema is migrated: the app never needs the owner
            "GEMINI_KEYS_ENV": "development",
            "GEMINI_KEYS_DATA_DIR": str(data_dir),
