@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from db.engine import dispose_engines, get_engine
 from db.migrate import upgrade
 from db.session import Actor
-from lib.runtime import database_urls
+from lib.runtime import build_runtime, database_urls
 from lib.settings import Settings
 
 ENV_NAMES = ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY", "GEMINI_KEYS_DATA_DIR")
@@ -38,6 +38,9 @@ def scratch_database(name: str, base: str | None = None) -> Iterator[str]:
     url = make_url(base).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(get_engine(url))
+        # The first start records the master key's check value before any key is stored
+        # (start-up refuses stored keys without one); benchmarks seed keys straight in SQL.
+        build_runtime(env={**os.environ, "DATABASE_URL": url}, apply_migrations=False)
         yield url
     finally:
         dispose_engines()

@@ -103,8 +103,8 @@ class Setting:
 class Settings:
     """The typed settings of one process (see SETTINGS for names, defaults and bounds)."""
 
-    database_url: str                 # empty: the embedded PostgreSQL under data_dir/pg
-    owner_database_url: str           # migrations only; empty: DATABASE_URL (or embedded)
+    database_url: str = field(repr=False)        # the app's login; empty: embedded server
+    owner_database_url: str = field(repr=False)  # migrations only; empty: DATABASE_URL
     environment: Literal["development", "production"]
     data_dir: Path                    # embedded database and development secrets
     master_key: str = field(repr=False)          # base64 of 32 bytes; empty: dev key file

@@ -145,6 +145,8 @@ def production(**overrides: str) -> dict[str, str]:
     ({"GEMINI_KEYS_COOKIE_KEY": GOOD_MASTER}, "must differ"),
     ({"DATABASE_URL": "postgresql://postgres:PASSWORD@db.PROJECT.supabase.co:5432/postgres"},
      "placeholders"),
+    ({"DATABASE_OWNER_URL": "postgresql://postgres:PASSWORD@db.PROJECT.supabase.co/postgres"},
+     "DATABASE_OWNER_URL still holds"),
 ])
 def test_production_refuses_bad_secrets(overrides, message):
     env = production(**overrides)
