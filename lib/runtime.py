@@ -59,8 +59,12 @@ def migrate(settings: Settings) -> bool:
     The revision is read through the app's login first, so an up-to-date schema needs no
     owner connection at all, and none is kept afterwards."""
     urls = database_urls(settings)
-    if current_revision(get_engine(urls.app)) == head_revision():
-        return False
+    try:
+        if current_revision(get_engine(urls.app)) == head_revision():
+            return False
+    except DBAPIError as error:  # before 0005 the app's login may not read the revision
+        if getattr(error.orig, "pgcode", None) != INSUFFICIENT_PRIVILEGE:
+            raise
     owner_url = urls.owner
     engine = owner_engine(owner_url)
     try:
@@ -82,7 +86,12 @@ def migrate(settings: Settings) -> bool:
 
 def require_current_schema(engine: Engine) -> None:
     """Refuse to work on a database the migrations have not reached."""
-    current = current_revision(engine)
+    try:
+        current = current_revision(engine)
+    except DBAPIError as error:  # the schema predates the grants to the app's login
+        if getattr(error.orig, "pgcode", None) != INSUFFICIENT_PRIVILEGE:
+            raise
+        current = "an older revision"
     if current != head_revision():
         raise ConfigurationError(
             f"the database schema is at {current or 'nothing'}, expected {head_revision()}: "
