@@ -11,17 +11,20 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from db.engine import dispose_engines, get_engine, resolve_database_url
+from db.engine import dispose_engines, get_engine
 from db.migrate import upgrade
 from db.session import Actor
+from lib.runtime import build_runtime, database_urls
+from lib.settings import Settings
 
 ENV_NAMES = ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY", "GEMINI_KEYS_DATA_DIR")
 
 
 def server_url() -> str:
-    """The server to benchmark on: DATABASE_URL's, else the embedded one."""
-    return resolve_database_url({k: v for k, v in os.environ.items()
-                                 if k in ("DATABASE_URL", "GEMINI_KEYS_DATA_DIR")})
+    """The server to benchmark on, as its owner: DATABASE_URL's, else the embedded one."""
+    settings = Settings.load({k: v for k, v in os.environ.items()
+                              if k in ("DATABASE_URL", "GEMINI_KEYS_DATA_DIR")})
+    return database_urls(settings).owner
 
 
 @contextmanager
@@ -35,6 +38,9 @@ def scratch_database(name: str, base: str | None = None) -> Iterator[str]:
     url = make_url(base).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(get_engine(url))
+        # The first start records the master key's check value before any key is stored
+        # (start-up refuses stored keys without one); benchmarks seed keys straight in SQL.
+        build_runtime(env={**os.environ, "DATABASE_URL": url}, apply_migrations=False)
         yield url
     finally:
         dispose_engines()

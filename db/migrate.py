@@ -8,7 +8,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -24,7 +25,16 @@ def head_revision() -> str | None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
+    """The schema's revision, read as the engine's login; a login with no rights of its own
+    (db.roles.APP_LOGIN) reads it as service_role (migration 0005 grants that SELECT)."""
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except DBAPIError as error:
+        if getattr(error.orig, "pgcode", None) != "42501":  # insufficient_privilege
+            raise
+    with engine.connect() as connection, connection.begin():
+        connection.execute(text("SET LOCAL ROLE service_role"))
         return MigrationContext.configure(connection).get_current_revision()
 
 

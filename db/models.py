@@ -28,7 +28,9 @@ class Base(DeclarativeBase):
 
 
 class AuthUser(Base):
-    """Supabase's auth.users (created by our migration where it is missing)."""
+    """Supabase's auth.users (created by our migration where it is missing). Declared for the
+    foreign keys; the app reads and writes it only through migration 0005's gemini_auth_*
+    functions (lib.users.accounts), never as a table."""
 
     __tablename__ = "users"
     __table_args__ = {"schema": "auth"}
@@ -107,6 +109,11 @@ class UsageStat(Base):
     rate_limit_count: Mapped[int | None] = mapped_column(Integer, server_default=text("0"))
     avg_response_time: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
+
+
+# Held exclusively with the check row (start-up, rotation, restore) and shared by migration
+# 0005's trigger for every new ciphertext, so a key added during a rotation waits for it.
+MASTER_KEY_LOCK_ID = 0x676B6D6B
 
 
 class MasterKeyCheck(Base):

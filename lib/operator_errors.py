@@ -68,7 +68,7 @@ def _where(text: str) -> str:
     return f"the database at {m.group('host')}:{m.group('port')}"
 
 
-def _primary(error: DBAPIError) -> str:
+def primary_message(error: DBAPIError) -> str:
     """PostgreSQL's primary message (no DETAIL, no statement, no parameters)."""
     diag = getattr(error.orig, "diag", None)
     primary = getattr(diag, "message_primary", None)
@@ -90,7 +90,7 @@ def describe_database_error(error: DBAPIError) -> str:
         first = text.strip().splitlines()[0] if text.strip() else type(error.orig).__name__
         return redact(f"cannot use {_where(text)}: {first}; {URL_HINT}")
     hint = _SQLSTATE_HINTS.get(code, "")
-    return redact(f"database error: {_primary(error)} (SQLSTATE {code})"
+    return redact(f"database error: {primary_message(error)} (SQLSTATE {code})"
                   + (f"; {hint}" if hint else ""))
 
 

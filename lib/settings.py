@@ -103,7 +103,8 @@ class Setting:
 class Settings:
     """The typed settings of one process (see SETTINGS for names, defaults and bounds)."""
 
-    database_url: str                 # empty: the embedded PostgreSQL under data_dir/pg
+    database_url: str = field(repr=False)        # the app's login; empty: embedded server
+    owner_database_url: str = field(repr=False)  # migrations only; empty: DATABASE_URL
     environment: Literal["development", "production"]
     data_dir: Path                    # embedded database and development secrets
     master_key: str = field(repr=False)          # base64 of 32 bytes; empty: dev key file
@@ -130,6 +131,10 @@ class Settings:
             if env.get(setting.env, "").strip():
                 raw = env[setting.env].strip()
             values[attribute] = setting.parse(raw, setting.env)
+        if values["owner_database_url"] and not values["database_url"]:
+            raise ConfigurationError(
+                "DATABASE_OWNER_URL is set but DATABASE_URL is not: set DATABASE_URL to the "
+                "app's login too (the owner's URL is used for migrations only)")
         minimum_rounds = 10 if values["environment"] == "production" else 4
         if values["bcrypt_rounds"] < minimum_rounds:
             raise ConfigurationError(f"GEMINI_KEYS_BCRYPT_ROUNDS must be a whole number from "
@@ -154,6 +159,7 @@ def _secret(secrets: Mapping[str, Any] | None, name: str) -> Any:
 
 SETTINGS: dict[str, Setting] = {
     "database_url": Setting("DATABASE_URL", "", secret=True),
+    "owner_database_url": Setting("DATABASE_OWNER_URL", "", secret=True),
     "environment": Setting("GEMINI_KEYS_ENV", "development", _environment),
     "data_dir": Setting("GEMINI_KEYS_DATA_DIR", "", _data_dir),
     "master_key": Setting("GEMINI_KEYS_MASTER_KEY", "", secret=True),
@@ -169,6 +175,20 @@ SETTINGS: dict[str, Setting] = {
     "rotation_test_delay": Setting("GEMINI_KEYS_ROTATION_TEST_DELAY", "0", _number(float, 0, 60)),
 }
 assert set(SETTINGS) == {f.name for f in fields(Settings)}
+
+
+# What a database server we start may inherit from us: where programs, libraries, locale and
+# temporary files are. Nothing else, so no secret reaches the postmaster's environment.
+SERVER_ENVIRONMENT = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+                      "XDG_RUNTIME_DIR", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "SYSTEMROOT")
+
+
+def server_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The allow-listed part of `env` (default: the process environment) for a child server:
+    no master key, cookie key or database URL, whatever else the process holds."""
+    env = os.environ if env is None else env
+    return {name: value for name, value in env.items()
+            if name in SERVER_ENVIRONMENT or name.startswith("LC_")}
 
 
 def load_settings(env: Mapping[str, str] | None = None,
@@ -241,8 +261,9 @@ def check_production_secrets(settings: Settings) -> None:
         raise ConfigurationError(
             "GEMINI_KEYS_COOKIE_KEY must differ from GEMINI_KEYS_MASTER_KEY (one secret, "
             "one purpose)")
-    url = settings.database_url.lower()
-    if any(marker in url for marker in _URL_PLACEHOLDERS):
-        raise ConfigurationError(
-            "DATABASE_URL still holds the example's placeholders (PASSWORD / PROJECT): "
-            "paste the connection string from your database provider")
+    for name, url in (("DATABASE_URL", settings.database_url),
+                      ("DATABASE_OWNER_URL", settings.owner_database_url)):
+        if any(marker in url.lower() for marker in _URL_PLACEHOLDERS):
+            raise ConfigurationError(
+                f"{name} still holds the example's placeholders (PASSWORD / PROJECT): "
+                "paste the connection string from your database provider")

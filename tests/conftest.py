@@ -43,10 +43,12 @@ def pg_server(request) -> Iterator[TestDatabase]:
 
 @pytest.fixture
 def db(pg_server: TestDatabase, monkeypatch, tmp_path) -> TestDatabase:
-    """An empty migrated database that the code under test finds through DATABASE_URL."""
+    """An empty migrated database that the code under test finds through DATABASE_URL (the
+    app's login; db.engine is the owner's, for the tests' own SQL)."""
     with pg_server.engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(APP_TABLES)} RESTART IDENTITY CASCADE"))
-    monkeypatch.setenv("DATABASE_URL", pg_server.url)
+    monkeypatch.setenv("DATABASE_URL", pg_server.app_url)  # the app's least-privilege login
+    monkeypatch.setenv("DATABASE_OWNER_URL", pg_server.url)  # migrations only
     monkeypatch.setenv("GEMINI_KEYS_MASTER_KEY", TEST_MASTER_KEY)
     monkeypatch.setenv("GEMINI_KEYS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("GEMINI_KEYS_LOGIN_SLEEP_SECONDS", "0")

@@ -111,6 +111,8 @@ def production(**overrides: str) -> dict[str, str]:
     ({"GEMINI_KEYS_COOKIE_KEY": GOOD_MASTER}, "must differ"),
     ({"DATABASE_URL": "postgresql://postgres:PASSWORD@db.PROJECT.supabase.co:5432/postgres"},
      "placeholders"),
+    ({"DATABASE_OWNER_URL": "postgresql://postgres:PASSWORD@db.PROJECT.supabase.co/postgres"},
+     "DATABASE_OWNER_URL still holds"),
 ])
 def test_production_refuses_bad_secrets(overrides, message):
     env = production(**overrides)
@@ -175,3 +177,25 @@ def test_production_never_falls_back_to_a_generated_key(tmp_path):
     with pytest.raises(MasterKeyError, match="no master key configured"):
         load_master_key(settings_of(tmp_path, GEMINI_KEYS_ENV="production"))
     assert not (tmp_path / "master.key").exists()
+
+
+def test_database_passwords_never_show_in_repr():
+    settings = Settings.load({"DATABASE_URL": "postgresql://gemini_app:app-pw-1234@h/db",
+                              "DATABASE_OWNER_URL": "postgresql://postgres:owner-pw-5678@h/db"})
+    assert settings.owner_database_url.endswith("@h/db")
+    assert "app-pw-1234" not in repr(settings) and "owner-pw-5678" not in repr(settings)
+
+
+def test_an_owner_url_without_the_app_url_is_refused():
+    with pytest.raises(ConfigurationError, match="DATABASE_OWNER_URL is set but DATABASE_URL"):
+        Settings.load({"DATABASE_OWNER_URL": "postgresql://postgres:pw@h/db"})
+
+
+def test_the_server_environment_keeps_paths_and_locale_and_drops_everything_else():
+    from lib.settings import server_environment
+
+    env = {"PATH": "/usr/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "TMPDIR": "/tmp",
+           "GEMINI_KEYS_MASTER_KEY": "m" * 44, "DATABASE_URL": "postgresql://u:pw@h/d",
+           "PGPASSWORD": "pw", "AWS_SECRET_ACCESS_KEY": "s"}
+    assert server_environment(env) == {"PATH": "/usr/bin", "HOME": "/root",
+                                       "LC_ALL": "C.UTF-8", "TMPDIR": "/tmp"}

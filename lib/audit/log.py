@@ -30,6 +30,7 @@ class Action(StrEnum):
     KEY_AUTO_DISABLED = "key_auto_disabled"
     KEY_COOLDOWN = "key_cooldown"
     MASTER_KEY_ROTATED = "master_key_rotated"
+    MASTER_KEY_CHECK_RESTORED = "master_key_check_restored"
     USER_CREATED = "user_created"
     ADMIN_GRANTED = "admin_granted"
     ADMIN_REVOKED = "admin_revoked"

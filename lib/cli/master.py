@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from lib.cli.base import CliContext, actor_option, cli, fail, pass_cli
-from lib.crypto.master_key import load_master_key, refuse_weak_key
+from lib.crypto.master_key import load_master_key, refuse_weak_key, restore_check_row
 from lib.crypto.sealed import (
     MASTER_KEY_ENV,
     KeyDecryptionError,
@@ -118,3 +118,23 @@ def rotate_master_key_command(cli_ctx: CliContext,
     if is_dev:
         click.echo(f"(development: replace {settings.data_dir / 'master.key'} with the new "
                    "key, or set the variable)")
+
+
+@cli.command("restore-master-key-check")
+@actor_option
+@pass_cli
+def restore_master_key_check(cli_ctx: CliContext, actor_email: str | None) -> None:
+    """Record the master-key check value again after it was lost (start-up refuses without it).
+
+    Every stored key is decrypted with GEMINI_KEYS_MASTER_KEY first; the check value is
+    written only if all of them decrypt, so a wrong key changes nothing.
+    """
+    current, _ = load_master_key(cli_ctx.settings)
+    try:
+        with cli_ctx.session(actor_email) as session:
+            proven, count = restore_check_row(session, current)
+    except (MasterKeyError, KeyDecryptionError) as error:
+        fail(f"restore refused, nothing changed: {error}; configure the master key these "
+             "keys were encrypted with")
+    click.echo(f"master-key check value restored at version {proven.version}: all {count} "
+               "stored keys decrypt with the configured key")

@@ -7,10 +7,11 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from db.models import MasterKeyCheck
+from db.models import MASTER_KEY_LOCK_ID, ApiKey, MasterKeyCheck
+from lib.audit.log import Action, write_audit
 from lib.crypto.sealed import (
     GENERATE_HINT,
     MASTER_KEY_ENV,
@@ -19,13 +20,16 @@ from lib.crypto.sealed import (
     MasterKeyMismatch,
     generate_master_key_b64,
     make_check_value,
+    unseal,
     verify_check_value,
 )
-from lib.errors import ConfigurationError
+from lib.errors import ConfigurationError, InvalidInput
+from lib.keys.status import NOT_DELETED
 from lib.secret_files import publish_secret_file, read_secret_file
 from lib.settings import Settings
 
 DEV_KEY_FILENAME = "master.key"
+RESTORE_COMMAND = "python -m lib.cli restore-master-key-check"
 # 32 random bytes hold ~30 distinct values; fewer than this is a hand-made or patterned key.
 MIN_DISTINCT_BYTES = 16
 
@@ -94,23 +98,82 @@ def load_master_key(settings: Settings) -> tuple[MasterKey, bool]:
     return _read_dev_key(path), True
 
 
+class MasterKeyCheckMissing(MasterKeyError):
+    """Keys are stored but the check value that proves which master key they need is gone."""
+
+    def __init__(self, stored_keys: int) -> None:
+        self.stored_keys = stored_keys
+        super().__init__(
+            f"this database holds {stored_keys} encrypted key(s) but no master-key check value "
+            "(table gemini_master_key_check is empty), so nothing proves that "
+            f"{MASTER_KEY_ENV} is the key they were encrypted with; refusing to start and "
+            "writing nothing. Restore the row from a backup, or configure the right key and "
+            f"run `{RESTORE_COMMAND}`: it decrypts every stored key first and records the "
+            "check value only if all of them decrypt")
+
+
+def stored_key_count(session: Session) -> int:
+    """Keys that hold ciphertext (tombstones hold none)."""
+    return session.scalar(select(func.count()).select_from(ApiKey)
+                          .where(NOT_DELETED.expr())) or 0
+
+
 def lock_check_row(session: Session, master: MasterKey) -> MasterKeyCheck:
-    """The check row, locked FOR UPDATE; on a database that never had one, recorded for
-    `master` first (the one place the check value is created)."""
+    """The check row, locked (with MASTER_KEY_LOCK_ID) for the rest of the transaction.
+
+    On a database without keys and without a check row (a fresh install), the check value
+    is recorded for `master` first: the one place it is created. With keys but no check row,
+    MasterKeyCheckMissing: the configured key is never trusted just because nothing
+    contradicts it (see restore_check_row).
+    """
+    session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MASTER_KEY_LOCK_ID})
     row = session.scalar(select(MasterKeyCheck).with_for_update())
     if row is None:
-        session.add(MasterKeyCheck(id=1, master_key_version=master.version,
-                                   check_value=make_check_value(master)))
-        session.flush()
-        row = session.scalar(select(MasterKeyCheck).with_for_update())
+        stored = stored_key_count(session)
+        if stored:
+            raise MasterKeyCheckMissing(stored)
+        row = _record_check_row(session, master)
     return row
+
+
+def _record_check_row(session: Session, master: MasterKey) -> MasterKeyCheck:
+    session.add(MasterKeyCheck(id=1, master_key_version=master.version,
+                               check_value=make_check_value(master)))
+    session.flush()
+    return session.scalar(select(MasterKeyCheck).with_for_update())
+
+
+def restore_check_row(session: Session, master: MasterKey) -> tuple[MasterKey, int]:
+    """Record the check value again after it was lost, for the key the stored keys prove.
+
+    Every stored key must decrypt with `master` at one master-key version (the keys carry it);
+    otherwise nothing is written and the first key that fails is named. Audited as
+    master_key_check_restored. Returns the key at that version and how many keys were proven.
+    """
+    session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MASTER_KEY_LOCK_ID})
+    if session.scalar(select(MasterKeyCheck).with_for_update()) is not None:
+        raise InvalidInput("the master-key check value is present; nothing to restore")
+    keys = session.scalars(select(ApiKey).where(NOT_DELETED.expr())
+                           .order_by(ApiKey.id).with_for_update()).all()
+    versions = {key.master_key_version for key in keys}
+    if len(versions) > 1:
+        raise InvalidInput(f"the stored keys carry master-key versions {sorted(versions)}; "
+                           "a restore needs them all at one version (restore from a backup)")
+    proven = replace(master, version=versions.pop() if versions else master.version)
+    for key in keys:
+        unseal(proven, key)  # KeyDecryptionError names the key; nothing is written
+    _record_check_row(session, proven)
+    write_audit(session, action=Action.MASTER_KEY_CHECK_RESTORED,
+                details={"count": len(keys), "master_key_version": proven.version})
+    return proven, len(keys)
 
 
 def verify_master_key(session: Session, master: MasterKey) -> MasterKey:
     """The master key at the version this database stores, proven by its check value.
 
-    A fresh database records a check value for the configured key. A key that cannot decrypt
-    the stored check value stops start-up here, instead of failing later key by key.
+    A fresh database records a check value for the configured key; one with keys but no
+    check value refuses (MasterKeyCheckMissing). A key that cannot decrypt the stored check
+    value stops start-up here, instead of failing later key by key.
     """
     row = lock_check_row(session, master)
     stored = replace(master, version=row.master_key_version)

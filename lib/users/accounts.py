@@ -1,4 +1,8 @@
-"""Users and admins: auth.users (bcrypt, as Supabase stores it) and user_profiles.is_admin."""
+"""Users and admins: auth.users (bcrypt, as Supabase stores it) and user_profiles.is_admin.
+
+auth.users is reached only through migration 0005's gemini_auth_* functions, which only
+service_role may call: on hosted Supabase no API role has a privilege on the table itself.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from db.models import AuthUser, SignInAttempt, UserProfile
+from db.models import SignInAttempt, UserProfile
 from db.session import Actor, actor_of, apply_actor
 from lib.audit.log import Action, write_audit
 from lib.errors import Forbidden, InvalidInput, NotFound
@@ -29,8 +33,29 @@ def normalise_email(email: str) -> str:
     return email
 
 
-def find_user(session: Session, email: str) -> AuthUser | None:
-    return session.scalar(select(AuthUser).where(func.lower(AuthUser.email) == email.lower()))
+@dataclass(frozen=True)
+class Account:
+    """A row of auth.users as the app may see it: never its password hash."""
+
+    id: uuid.UUID
+    email: str
+    created_at: dt.datetime | None = None
+    last_sign_in_at: dt.datetime | None = None
+    has_password: bool = False
+
+
+_ACCOUNTS = text("SELECT id, email, created_at, last_sign_in_at, has_password "
+                 "FROM public.gemini_auth_users(:email)")
+
+
+def accounts(session: Session, email: str | None = None) -> list[Account]:
+    """Every user by email, or the one with `email` (any case); service identity only."""
+    return [Account(*row) for row in session.execute(_ACCOUNTS, {"email": email})]
+
+
+def find_user(session: Session, email: str) -> Account | None:
+    found = accounts(session, email)
+    return found[0] if found else None
 
 
 def is_admin(session: Session, user_id: uuid.UUID) -> bool:
@@ -77,13 +102,11 @@ class UserSummary:
 def list_users(session: Session) -> list[UserSummary]:
     """Every user with admin flag, creation and last sign-in, by email."""
     with service_identity(session):
-        rows = session.execute(
-            select(AuthUser.id, AuthUser.email, UserProfile.is_admin, AuthUser.created_at,
-                   AuthUser.last_sign_in_at)
-            .outerjoin(UserProfile, UserProfile.user_id == AuthUser.id)
-            .order_by(func.lower(AuthUser.email))).all()
-    return [UserSummary(r.id, r.email or "", bool(r.is_admin), r.created_at, r.last_sign_in_at)
-            for r in rows]
+        users = accounts(session)
+        admins = set(session.scalars(select(UserProfile.user_id)
+                                     .where(UserProfile.is_admin.is_(True))))
+    return [UserSummary(u.id, u.email, u.id in admins, u.created_at, u.last_sign_in_at)
+            for u in users]
 
 
 def admin_exists(session: Session) -> bool:
@@ -93,16 +116,15 @@ def admin_exists(session: Session) -> bool:
 
 
 def sign_in_credentials(session: Session) -> dict[str, dict[str, str]]:
-    """streamlit-authenticator's credentials["usernames"]: email -> bcrypt hash (service)."""
-    rows = session.execute(select(AuthUser.email, AuthUser.encrypted_password)
-                           .where(AuthUser.email.is_not(None),
-                                  AuthUser.encrypted_password.is_not(None))).all()
-    return {email.lower(): {"email": email.lower(), "name": email.lower(), "password": hashed}
-            for email, hashed in rows}
+    """streamlit-authenticator's credentials["usernames"] for restoring a session from its
+    cookie: the users who can sign in with a password, by email. No hashes: the password is
+    checked by lib.users.signin, and the cookie's signature is checked by the authenticator."""
+    return {user.email.lower(): {"email": user.email.lower(), "name": user.email.lower()}
+            for user in accounts(session) if user.has_password}
 
 
 def create_user(session: Session, *, email: str, password: str, bcrypt_rounds: int,
-                admin: bool = False) -> AuthUser:
+                admin: bool = False) -> Account:
     """Create a user (and profile); audited as user_created in the caller's transaction."""
     email = normalise_email(email)
     check_password_strength(password)
@@ -110,17 +132,17 @@ def create_user(session: Session, *, email: str, password: str, bcrypt_rounds: i
         if find_user(session, email) is not None:
             raise InvalidInput(f"A user with the email {email} already exists.")
         # The id is chosen here: Supabase's auth.users has no default for it.
-        user = AuthUser(id=uuid.uuid4(), email=email,
-                        encrypted_password=hash_password(password, bcrypt_rounds))
-        session.add(user)
-        session.flush()
+        user = Account(id=uuid.uuid4(), email=email, has_password=True)
+        session.execute(text("SELECT public.gemini_auth_create_user(:id, :email, :hash)"),
+                        {"id": user.id, "email": email,
+                         "hash": hash_password(password, bcrypt_rounds)})
     session.add(UserProfile(user_id=user.id, is_admin=admin))
     session.flush()
     write_audit(session, action=Action.USER_CREATED, details={"email": email, "is_admin": admin})
     return user
 
 
-def _existing_user(session: Session, email: str) -> AuthUser:
+def _existing_user(session: Session, email: str) -> Account:
     with service_identity(session):
         user = find_user(session, email)
     if user is None:
@@ -163,14 +185,14 @@ def set_admin(session: Session, *, email: str, admin: bool) -> bool:
 
 
 def reset_password(session: Session, *, email: str, password: str,
-                   bcrypt_rounds: int) -> AuthUser:
+                   bcrypt_rounds: int) -> Account:
     """Set a new password; also lifts a sign-in lock (the failed attempts are forgotten)."""
     email = normalise_email(email)
     check_password_strength(password)
     user = _existing_user(session, email)
     with service_identity(session):
-        user.encrypted_password = hash_password(password, bcrypt_rounds)
-        session.flush()
+        session.execute(text("SELECT public.gemini_auth_set_password(:id, :hash)"),
+                        {"id": user.id, "hash": hash_password(password, bcrypt_rounds)})
         cleared = session.execute(
             delete(SignInAttempt).where(func.lower(SignInAttempt.email) == email,
                                         SignInAttempt.succeeded.is_(False))).rowcount or 0

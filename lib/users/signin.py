@@ -12,10 +12,10 @@ import math
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from db.models import AuthUser, SignInAttempt
+from db.models import SignInAttempt
 from lib.audit.log import Action, write_audit
 from lib.errors import InvalidInput
 from lib.users.accounts import find_user, normalise_email
@@ -109,14 +109,14 @@ def sign_in(session: Session, email: str, password: str, *, bcrypt_rounds: int,
         return SignInResult(email, locked_until=until, message=lock_message(until, now))
 
     user = find_user(session, email)
-    stored = user.encrypted_password if user else dummy_hash(bcrypt_rounds)
+    stored = (session.scalar(text("SELECT public.gemini_auth_password_hash(:id)"),
+                             {"id": user.id}) if user else dummy_hash(bcrypt_rounds))
     matched = password_matches(password, stored)
     ok = user is not None and matched
     session.add(SignInAttempt(email=email, succeeded=ok, attempted_at=now))
     session.flush()
     if ok:
-        session.execute(update(AuthUser).where(AuthUser.id == user.id)
-                        .values(last_sign_in_at=func.now()))
+        session.execute(text("SELECT public.gemini_auth_record_sign_in(:id)"), {"id": user.id})
         return SignInResult(email, user_id=user.id, message="Signed in.")
 
     reason = "wrong_password" if user is not None else "unknown_email"

@@ -149,6 +149,19 @@ def rotate_master_key(w: World):
                    same_transaction_as_key_change=False)  # checked through updated_at below
 
 
+def restore_master_key_check(w: World):
+    restore = need("lib.crypto.master_key", "restore_check_row")
+    w.add_key("proven")
+    with w.db.engine.begin() as connection:  # lost (as the owner): what the restore repairs
+        connection.execute(text("DELETE FROM gemini_master_key_check"))
+    cli_actor = Actor.service("cli", w.admin.user_id, w.admin.email)
+    yield
+    with w.session(cli_actor) as session:
+        restore(session, w.runtime.master_key)
+    return Outcome(Action.MASTER_KEY_CHECK_RESTORED, None, w.admin.user_id,
+                   same_transaction_as_key_change=False)  # no key changes
+
+
 def user_change(action: Action, call: Callable, *, other_is_admin: bool = False):
     def drive(w: World):
         need("lib.users.accounts", call.__name__.removeprefix("_"))
@@ -231,6 +244,7 @@ PATHS: dict[str, Callable] = {
     "key_auto_disabled": pool_outcome("invalid", Action.KEY_AUTO_DISABLED),
     "key_cooldown": pool_outcome("rate_limited_minute", Action.KEY_COOLDOWN),
     "master_key_rotated": rotate_master_key,
+    "master_key_check_restored": restore_master_key_check,
     "user_created": user_change(Action.USER_CREATED, _create_user),
     "admin_granted": user_change(Action.ADMIN_GRANTED, _set_admin_on),
     "admin_revoked": user_change(Action.ADMIN_REVOKED, _set_admin_off, other_is_admin=True),

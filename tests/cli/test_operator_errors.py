@@ -72,7 +72,7 @@ def test_permission_denied_names_the_object(db, tmp_path):
             else db.url.replace("postgres:@", f"{role}:{PASSWORD}@", 1)
         line = assert_one_line(cli("list-keys", DATABASE_URL=url,
                                    GEMINI_KEYS_DATA_DIR=str(tmp_path)), "permission denied")
-        assert "SQLSTATE 42501" in line and "init-db" in line
+        assert "SQLSTATE 42501" in line and "init-db" in line and "DATABASE_URL" in line
     finally:
         with owner.connect() as connection:
             connection.execute(text(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"'))

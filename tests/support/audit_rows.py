@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from db.session import Actor, session_scope
+from tests.support.databases import record_check_value
 
 ACTIONS = ("key_added", "key_renamed", "key_checked", "key_cooldown", "admin_granted")
 BASE_TIME = dt.datetime(2026, 3, 1, 12, 0, 0)
@@ -24,6 +25,7 @@ class Seeded:
 
 
 def insert_key(session, name: str, *, deleted: bool = False) -> uuid.UUID:
+    record_check_value(session)  # as start-up would have, before any key
     return session.scalar(text(
         "INSERT INTO gemini_api_keys (name, encrypted_key, encryption_iv, encryption_tag,"
         " deleted_at) VALUES (:n, 'x', 'y', 'z', CASE WHEN :d THEN now() END) RETURNING id"),

@@ -1,6 +1,10 @@
 """Real PostgreSQL servers for the tests: the server at 127.0.0.1:5432 (PG 15, as on
 Supabase) when one answers, and always the embedded server (PG 18).
 
+Each test database has two URLs, as a deployment does: the owner's (the server's superuser:
+migrations, and the tests' own raw SQL, which reads past RLS) and the app's login
+(db.roles.APP_LOGIN, what DATABASE_URL points at: everything the code under test does).
+
 GK_TEST_SERVERS=local,embedded (or one of them) narrows the choice.
 """
 
@@ -9,13 +13,18 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
-from db.engine import REPO_ROOT, get_engine, start_embedded_postgres
+from db.engine import REPO_ROOT, as_login, ensure_app_login, get_engine, start_embedded_postgres
+from db.roles import APP_LOGIN
 from db.session import Actor, session_scope
+from lib.settings import server_environment
 
 LOCAL_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 TEST_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
@@ -24,8 +33,9 @@ APP_TABLES = ("gemini_key_audit_log", "gemini_key_usage_stats", "gemini_api_keys
               "gemini_master_key_check", "gemini_sign_in_attempts", "user_profiles",
               "auth.users")
 __all__ = ["APP_TABLES", "LOCAL_URL", "REPO_ROOT", "SERVERS", "TEST_BCRYPT_ROUNDS",
-           "TEST_MASTER_KEY", "TestDatabase", "create_database", "drop_database", "make_user",
-           "server_url", "with_database"]
+           "TEST_MASTER_KEY", "TestDatabase", "app_login_url", "create_database",
+           "drop_database", "make_user", "record_check_value", "server_url",
+           "stop_embedded_postgres", "with_database"]
 
 
 def local_server_answers() -> bool:
@@ -52,17 +62,48 @@ if os.environ.get("GK_REQUIRE_LOCAL_PG") == "1" and "local" not in SERVERS:
 @dataclass
 class TestDatabase:
     server: str
-    url: str
+    url: str  # the owner's: migrations and the tests' raw SQL (no RLS)
 
     @property
     def engine(self) -> Engine:
+        """As the owner (the server's superuser)."""
         return get_engine(self.url)
+
+    @property
+    def app_url(self) -> str:
+        """As the app's login: what DATABASE_URL points at."""
+        return app_login_url(self.url)
+
+    @property
+    def app_engine(self) -> Engine:
+        return get_engine(self.app_url)
 
 
 def server_url(server: str) -> str:
-    if server == "local":
-        return LOCAL_URL
-    return start_embedded_postgres(REPO_ROOT / ".data" / "test-pg")
+    """The server's superuser; the app's login exists on it and may log in (both test
+    servers trust local connections, as the embedded default does)."""
+    url = LOCAL_URL if server == "local" else start_embedded_postgres(
+        REPO_ROOT / ".data" / "test-pg", env=server_environment())
+    ensure_app_login(url)
+    return url
+
+
+def stop_embedded_postgres(pgdata: Path) -> None:
+    """Stop an embedded server a test started under pgdata (as the OS user it runs as)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR warning
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast",
+                    "stop"], user="embedded_postgres" if os.geteuid() == 0 else None,
+                   capture_output=True, timeout=60, check=False)
+
+
+def app_login_url(owner_url: str) -> str:
+    """The same database, logged in as the app's login."""
+    return as_login(owner_url, APP_LOGIN)
 
 
 def with_database(url: str, name: str) -> str:
@@ -87,12 +128,22 @@ def drop_database(server: str, name: str) -> None:
     admin.dispose()
 
 
+def record_check_value(session: Session, master_key_b64: str = TEST_MASTER_KEY) -> None:
+    """The master-key check row, as start-up records it before the first key is stored:
+    for helpers that insert key rows directly (start-up refuses keys without it)."""
+    from lib.crypto.sealed import MasterKey, make_check_value
+
+    session.execute(text("INSERT INTO gemini_master_key_check (id, master_key_version, "
+                         "check_value) VALUES (1, 1, :v) ON CONFLICT (id) DO NOTHING"),
+                    {"v": make_check_value(MasterKey.from_base64(master_key_b64))})
+
+
 def make_user(db: TestDatabase, email: str, *, admin: bool,
               password: str = "correct horse battery staple") -> Actor:
     """A real user row (an admin or not), and the Actor the app would act as for them."""
     from lib.users.accounts import create_user
 
-    with session_scope(Actor.service("cli"), engine=db.engine) as session:
+    with session_scope(Actor.service("cli"), engine=db.app_engine) as session:
         user = create_user(session, email=email, password=password, admin=admin,
                            bcrypt_rounds=TEST_BCRYPT_ROUNDS)
         return Actor.user(user.id, email)

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from db.engine import REPO_ROOT, get_engine
 from db.migrate import upgrade
 from db.session import Actor, session_scope
-from tests.support.databases import TEST_BCRYPT_ROUNDS
+from tests.support.databases import TEST_BCRYPT_ROUNDS, app_login_url
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -32,7 +32,8 @@ ADMIN_EMAIL = "e2e-admin@example.com"
 
 @dataclass
 class LiveApp:
-    """A running app: where it answers, its database, and a seeded admin to sign in as."""
+    """A running app: where it answers, its database (database_url: the owner's, for the
+    tests' reads; the app and env's CLI log in as the app's login), and a seeded admin."""
 
     base_url: str
     database_url: str
@@ -81,22 +82,26 @@ def wait_healthy(base_url: str, process: subprocess.Popen, log_path: Path,
 def seed_admin(database_url: str, email: str, password: str) -> None:
     from lib.users.accounts import create_user
 
-    with session_scope(Actor.service("cli"), engine=get_engine(database_url)) as session:
+    with session_scope(Actor.service("cli"),
+                       engine=get_engine(app_login_url(database_url))) as session:
         create_user(session, email=email, password=password, admin=True,
                     bcrypt_rounds=TEST_BCRYPT_ROUNDS)
 
 
 @contextmanager
-def run_app(database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None
-            ) -> Iterator[LiveApp]:
-    """Migrate `database_url`, seed an admin, start the server; stop it afterwards."""
+def run_app(database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None,
+            app_url: str | None = None) -> Iterator[LiveApp]:
+    """Migrate `database_url` (the owner's), seed an admin, start the server; stop it
+    afterwards. The server gets only the app's login (DATABASE_URL: `app_url`, by default
+    the app's own login role), as in production."""
     upgrade(get_engine(database_url))
     password = "e2e " + secrets.token_urlsafe(18)
     seed_admin(database_url, ADMIN_EMAIL, password)
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ,
-           "DATABASE_URL": database_url,
+           "DATABASE_URL": app_url or app_login_url(database_url),
+           "DATABASE_OWNER_URL": "",  # the schema is migrated: the app never needs the owner
            "GEMINI_KEYS_ENV": "development",
            "GEMINI_KEYS_DATA_DIR": str(data_dir),
            "GEMINI_KEYS_MASTER_KEY": __import__("base64").b64encode(os.urandom(32)).decode(),

@@ -12,6 +12,8 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from tests.support.databases import record_check_value
+
 D0 = dt.date(2026, 3, 2)  # a Monday
 
 
@@ -23,6 +25,7 @@ def insert_key(session: Session, name: str, *, group: str | None = None, priorit
                active: bool = True, archived: bool = False, deleted: bool = False,
                cooldown_minutes: int | None = None, last_used: dt.datetime | None = None
                ) -> uuid.UUID:
+    record_check_value(session)  # as start-up would have, before any key
     return session.scalar(text("""
 INSERT INTO gemini_api_keys (name, encrypted_key, encryption_iv, encryption_tag, group_label,
   priority, is_active, archived_at, deleted_at, cooldown_until, last_used)

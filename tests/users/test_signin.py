@@ -218,3 +218,12 @@ def test_bcrypt_cost_is_configurable_but_not_weak_in_production(env, rounds):
             Settings.load(env)
     else:
         assert Settings.load(env).bcrypt_rounds == rounds
+
+
+def test_restoring_a_session_from_its_cookie_reads_no_password_hash(db):
+    from lib.users.accounts import sign_in_credentials
+
+    make_user(db, EMAIL, admin=True)
+    with session_scope(Actor.service("app"), engine=db.app_engine) as session:
+        credentials = sign_in_credentials(session)
+    assert credentials == {EMAIL: {"email": EMAIL, "name": EMAIL}}
