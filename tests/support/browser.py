@@ -7,6 +7,11 @@ from tests.support.live_app import LiveApp
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 
+def visible_text(page, selector: str = "body") -> str:
+    """The element's text as a reader sees it (without lib.ui.text's invisible joiners)."""
+    return page.inner_text(selector).replace("\u2060", "")
+
+
 def wait_for_app(page) -> None:
     """The Streamlit shell is up and its script run has finished."""
     page.wait_for_selector(IDLE)
