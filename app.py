@@ -9,6 +9,7 @@ from lib.ui.errors import friendly_errors
 from lib.ui.identity import AdminContext, admin_for_this_run, is_admin_now
 from lib.ui.runtime import get_runtime
 from lib.ui.signin import current_actor, render_no_access, render_sign_in, sign_out_button
+from lib.ui.text import md
 
 st.set_page_config(page_title="Gemini Key Manager", page_icon="🔑", layout="wide")
 configure_logging()
@@ -45,7 +46,7 @@ if actor is None:
 elif admin:
     navigation = st.navigation(ADMIN_PAGES)
     with st.sidebar:
-        st.caption(f"Signed in as {actor.email}")
+        st.caption(md("Signed in as {}", actor.email))
         sign_out_button("gk_sign_out")
 else:
     navigation = only(render_no_access, "No access", "⛔", "no-access")

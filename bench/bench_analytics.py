@@ -27,6 +27,7 @@ from bench.common import (
     row,
     scratch_database,
     seed_admin,
+    signed_in_state,
     vacuum_analyze,
 )
 from db.engine import REPO_ROOT, get_engine
@@ -77,7 +78,7 @@ def render(url: str, preset: str = "30 days") -> float:
 
     os.environ["DATABASE_URL"] = url
     at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["gk_user"] = {"id": str(ADMIN.user_id), "email": ADMIN.email}
+    at.session_state["gk_user"] = signed_in_state(url, ADMIN)
     at.session_state["an_range"] = preset
     started = time.perf_counter()
     at.run()

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from bench.common import bench_environment, row, scratch_database, vacuum_analyze
+from bench.common import bench_environment, row, scratch_database, signed_in_state, vacuum_analyze
 from db.engine import REPO_ROOT, get_engine
 from db.session import Actor, session_scope
 from lib.audit.log import Action
@@ -160,7 +160,7 @@ def render(url: str, setup: Callable) -> float:
 
     os.environ["DATABASE_URL"] = url
     at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["gk_user"] = {"id": str(ADMIN.user_id), "email": ADMIN.email}
+    at.session_state["gk_user"] = signed_in_state(url, ADMIN)
     setup(at)
     started = time.perf_counter()
     at.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import tempfile
 from collections.abc import Iterator
@@ -13,9 +14,10 @@ from sqlalchemy.engine import make_url
 
 from db.engine import dispose_engines, get_engine
 from db.migrate import upgrade
-from db.session import Actor
+from db.session import Actor, session_scope
 from lib.runtime import build_runtime, database_urls
 from lib.settings import Settings
+from lib.users.sessions import start_session
 
 ENV_NAMES = ("DATABASE_URL", "GEMINI_KEYS_MASTER_KEY", "GEMINI_KEYS_DATA_DIR")
 
@@ -83,6 +85,14 @@ def seed_admin(engine: Engine, admin: Actor) -> None:
                            {"id": admin.user_id, "email": admin.email})
         connection.execute(text("INSERT INTO user_profiles (user_id, is_admin) "
                                 "VALUES (:id, true)"), {"id": admin.user_id})
+
+
+def signed_in_state(url: str, admin: Actor) -> dict[str, str]:
+    """The page's session_state entry for `admin`, with a live session row (every run checks
+    it, as for a real sign-in)."""
+    with session_scope(Actor.service("app"), engine=get_engine(url)) as session:
+        session_id, _ = start_session(session, admin.user_id, lifetime=dt.timedelta(hours=1))
+    return {"id": str(admin.user_id), "email": admin.email or "", "session": session_id}
 
 
 def vacuum_analyze(engine: Engine) -> None:

@@ -128,7 +128,8 @@ class MasterKeyCheck(Base):
 
 
 class SignInAttempt(Base):
-    """Failed and successful sign-ins, for throttling (never the password)."""
+    """Successful sign-ins with the client's address (failures are counted in
+    SignInFailure); a client that signed in to an account before is recognised by them."""
 
     __tablename__ = "gemini_sign_in_attempts"
 
@@ -136,3 +137,38 @@ class SignInAttempt(Base):
     email: Mapped[str] = mapped_column(String(320))
     succeeded: Mapped[bool] = mapped_column(Boolean)
     attempted_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+
+
+class UserSession(Base):
+    """One sign-in: the cookie names it (by a token whose hash is stored here), and it ends
+    at expires_at or when revoked (sign-out, password reset, revoke-admin, sign out
+    everywhere)."""
+
+    __tablename__ = "gemini_user_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("auth.users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    expires_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class SignInFailure(Base):
+    """Failed and throttled sign-ins of one account from one client in one window, counted."""
+
+    __tablename__ = "gemini_sign_in_failures"
+    __table_args__ = (UniqueConstraint("email", "client_address", "window_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320))
+    client_address: Mapped[str] = mapped_column(String(64))
+    window_start: Mapped[dt.datetime]
+    failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    refused: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    first_at: Mapped[dt.datetime]
+    last_at: Mapped[dt.datetime]
+    last_failed_at: Mapped[dt.datetime | None]

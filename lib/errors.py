@@ -19,3 +19,12 @@ class Forbidden(GeminiKeysError, PermissionError):
 
 class ConfigurationError(GeminiKeysError):
     """The deployment is misconfigured (secrets, database URL)."""
+
+
+def refuse_nul(text: str, what: str) -> str:
+    """`text`, unless it holds a NUL character: PostgreSQL can neither store nor compare one,
+    and the driver's own error would surface as a crash."""
+    if "\x00" in text:
+        raise InvalidInput(f"The {what} contains a NUL character (\\0); remove it and try "
+                           "again.")
+    return text

@@ -85,6 +85,43 @@ def _base_url(raw: str, name: str) -> str:
         raise ConfigurationError(str(error)) from None
 
 
+def normalise_origin(origin: str) -> str | None:
+    """scheme://host[:port] lower-cased, without a default port; None unless it is a plain
+    http(s) origin (no path, query, user or fragment)."""
+    try:
+        parsed = urllib.parse.urlsplit(origin.strip())
+        port = parsed.port
+    except ValueError:
+        return None
+    if (parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.username
+            or parsed.password or parsed.path not in ("", "/") or parsed.query
+            or parsed.fragment):
+        return None
+    host = parsed.hostname.lower()
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[parsed.scheme]
+    return f"{parsed.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def _origins(raw: str, name: str) -> tuple[str, ...]:
+    origins = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        origin = normalise_origin(item)
+        if origin is None:
+            raise ConfigurationError(f"{name} must list origins like https://keys.example.com "
+                                     f"(scheme, host and port only; got {item[:60]!r})")
+        origins.append(origin)
+    return tuple(origins)
+
+
+def _header_name(raw: str, name: str) -> str:
+    if raw and not all(c.isalnum() or c == "-" for c in raw):
+        raise ConfigurationError(f"{name} must be an HTTP header name like X-Forwarded-For "
+                                 f"(got {raw[:40]!r})")
+    return raw.lower()
+
+
 def _data_dir(raw: str, name: str) -> Path:
     return Path(raw).expanduser() if raw else REPO_ROOT / ".data"
 
@@ -111,6 +148,8 @@ class Settings:
     new_master_key: str = field(repr=False)      # only for rotate-master-key
     cookie_key: str = field(repr=False)          # signs the sign-in cookie
     cookie_expiry_days: float
+    allowed_origins: tuple[str, ...]  # besides the app's own: where a browser may use the cookie
+    client_address_header: str        # lower-cased; empty: the connection's peer address
     login_sleep_seconds: float
     bcrypt_rounds: int
     gemini_api_base_url: str
@@ -166,6 +205,8 @@ SETTINGS: dict[str, Setting] = {
     "new_master_key": Setting("GEMINI_KEYS_NEW_MASTER_KEY", "", secret=True),
     "cookie_key": Setting("GEMINI_KEYS_COOKIE_KEY", "", secret=True),
     "cookie_expiry_days": Setting("GEMINI_KEYS_COOKIE_EXPIRY_DAYS", "1", _number(float, 0, 365)),
+    "allowed_origins": Setting("GEMINI_KEYS_ALLOWED_ORIGINS", "", _origins),
+    "client_address_header": Setting("GEMINI_KEYS_CLIENT_ADDRESS_HEADER", "", _header_name),
     "login_sleep_seconds": Setting("GEMINI_KEYS_LOGIN_SLEEP_SECONDS", "0.7",
                                    _number(float, 0, 10)),
     "bcrypt_rounds": Setting("GEMINI_KEYS_BCRYPT_ROUNDS", "12", _number(int, 4, 16)),

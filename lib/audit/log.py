@@ -35,8 +35,14 @@ class Action(StrEnum):
     ADMIN_GRANTED = "admin_granted"
     ADMIN_REVOKED = "admin_revoked"
     PASSWORD_RESET = "password_reset"  # noqa: S105 - an audit verb, not a secret
-    SIGN_IN_FAILED = "sign_in_failed"
-    ACCOUNT_LOCKED = "account_locked"
+    SIGN_IN_FAILED = "sign_in_failed"  # the first failure of an account and client per window
+    SIGN_IN_THROTTLED = "sign_in_throttled"  # the first refused attempt of one, per window
+    ACCOUNT_LOCKED = "account_locked"  # retired: sign-in is throttled now, never locked
+    SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
+
+
+# Verbs that older rows carry but nothing writes any more (still listed, to filter by).
+RETIRED_ACTIONS = frozenset({Action.ACCOUNT_LOCKED})
 
 
 def audit_row(session: Session, *, action: str, key_id: uuid.UUID | None = None,

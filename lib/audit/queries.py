@@ -20,7 +20,7 @@ from sqlalchemy import Select, Text, cast, func, literal_column, select, text, t
 from sqlalchemy.orm import Session
 
 from db.models import ApiKey, AuditLog
-from lib.errors import InvalidInput, NotFound
+from lib.errors import InvalidInput, NotFound, refuse_nul
 from lib.streaming import stream_query
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -47,6 +47,7 @@ class AuditFilter:
             raise InvalidInput("The start of the date range must be before its end.")
         if len(self.search) > MAX_SEARCH_LENGTH:
             raise InvalidInput(f"Search text is limited to {MAX_SEARCH_LENGTH} characters.")
+        refuse_nul(self.search, "search text")
 
 
 def day_range(first: dt.date | None, last: dt.date | None) -> tuple[dt.datetime | None,

@@ -22,12 +22,17 @@ def parse_moment(value: str | None, *, end: bool) -> dt.datetime | None:
     try:
         if len(value) == 10:
             day = dt.date.fromisoformat(value)
+            if end and day == dt.date.max:  # up to the end of the calendar: no bound at all
+                return None
             return dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time())
         moment = dt.datetime.fromisoformat(value)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
     except ValueError:
         raise InvalidInput(f"{value!r} is not a date (YYYY-MM-DD) or an ISO date-time.") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise InvalidInput(f"{value!r} is outside the dates an export can cover "
+                           "(years 1 to 9999, UTC).") from None
     return moment
 
 

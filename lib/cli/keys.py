@@ -17,6 +17,7 @@ import click
 
 from lib.cli.base import CliContext, actor_option, cli, fail, pass_cli, read_secret_from_stdin
 from lib.keys import rules, writes
+from lib.keys.importing import IMPORT_MAX_BYTES, decode_import
 from lib.keys.importing import import_keys as import_key_lines
 from lib.keys.reads import KeyFilter, resolve_key
 from lib.keys.reads import list_keys as list_key_rows
@@ -54,7 +55,7 @@ def add_key(cli_ctx: CliContext,
 
 
 @cli.command("import-keys")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("rb"))
 @click.option("--priority", default=str(rules.DEFAULT_PRIORITY), show_default=True,
               help="Priority for every imported key.")
 @click.option("--group", "group_label", default=None, help="Group for every imported key.")
@@ -62,15 +63,16 @@ def add_key(cli_ctx: CliContext,
               help="Add the good lines even if some are refused (default: add nothing).")
 @actor_option
 @pass_cli
-def import_keys(cli_ctx: CliContext, file: io.TextIOBase, priority: str, group_label: str | None,
+def import_keys(cli_ctx: CliContext, file: io.BufferedIOBase, priority: str,
+                group_label: str | None,
                 skip_refused: bool, actor_email: str | None) -> None:
     """Add many keys from FILE ('-' for stdin): lines of `name,key` or one key per line.
 
     While any line is refused (bad shape, bad name, duplicate) nothing is added, unless
     --skip-refused is given. Blank lines, '#' comments and a name,key header are skipped.
     """
+    text = decode_import(file.read(IMPORT_MAX_BYTES + 1), "FILE")  # before connecting
     master = cli_ctx.runtime().master_key
-    text = file.read()
     with cli_ctx.session(actor_email) as session:
         result = import_key_lines(session, master, text, priority=priority,
                                   group_label=group_label, skip_refused=skip_refused)

@@ -1,5 +1,5 @@
-"""create-user, list-users, grant-admin, revoke-admin, reset-password (each prints what it did
-only after its transaction committed)."""
+"""create-user, list-users, grant-admin, revoke-admin, reset-password, sign-out-everywhere
+(each prints what it did only after its transaction committed)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from lib.users.accounts import create_user as create_user_row
 from lib.users.accounts import list_users as list_user_rows
 from lib.users.accounts import reset_password as reset_password_row
 from lib.users.accounts import set_admin
+from lib.users.accounts import sign_out_everywhere as end_all_sessions
 
 STDIN_HELP = "Read the password from stdin (it is never taken from the command line)."
 
@@ -67,7 +68,7 @@ def grant_admin(cli_ctx: CliContext, email: str, actor_email: str | None) -> Non
 @actor_option
 @pass_cli
 def revoke_admin(cli_ctx: CliContext, email: str, actor_email: str | None) -> None:
-    """Take admin rights away (never the last admin's, nor your own)."""
+    """Take admin rights away (never the last admin's, nor your own); ends their sessions."""
     with cli_ctx.session(actor_email) as session:
         changed = set_admin(session, email=email, admin=False)
     click.echo(f"{email.strip().lower()} {'is no longer' if changed else 'was not'} an admin")
@@ -80,9 +81,20 @@ def revoke_admin(cli_ctx: CliContext, email: str, actor_email: str | None) -> No
 @pass_cli
 def reset_password(cli_ctx: CliContext,
                    email: str, password_stdin: bool, actor_email: str | None) -> None:
-    """Set a new password for a user (also lifts a sign-in lock)."""
+    """Set a new password for a user; ends their sessions and lifts the sign-in throttle."""
     password = _require_password_stdin(password_stdin, "reset-password")
     with cli_ctx.session(actor_email) as session:
         user = reset_password_row(session, email=email, password=password,
                                   bcrypt_rounds=cli_ctx.settings.bcrypt_rounds)
     click.echo(f"password of {user.email} reset")
+
+
+@cli.command("sign-out-everywhere")
+@click.option("--email", required=True, help="The user to sign out of every browser.")
+@actor_option
+@pass_cli
+def sign_out_everywhere(cli_ctx: CliContext, email: str, actor_email: str | None) -> None:
+    """End every session of a user: all browsers, and any copy of their sign-in cookie."""
+    with cli_ctx.session(actor_email) as session:
+        ended = end_all_sessions(session, email=email)
+    click.echo(f"{email.strip().lower()} is signed out everywhere ({ended} session(s) ended)")

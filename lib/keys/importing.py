@@ -25,7 +25,24 @@ from lib.keys.writes import insert_key
 
 IMPORT_MAX_LINES = 5000
 IMPORT_MAX_CHARS = 1_000_000
+# A file of IMPORT_MAX_LINES keys is ~0.5 MB. .streamlit/config.toml's server.maxUploadSize
+# (in MB) says the same to Streamlit, whose default would accept 200 MB.
+IMPORT_MAX_BYTES = 1024 * 1024
 _HEADERS = {("name", "key"), ("name", "api_key"), ("name", "api key")}
+
+
+def decode_import(raw: bytes, what: str = "The file") -> str:
+    """A file's bytes as text; InvalidInput when it is too big or not UTF-8 (the message
+    never quotes the file: it may hold keys)."""
+    if len(raw) > IMPORT_MAX_BYTES:
+        raise InvalidInput(f"{what} is larger than {IMPORT_MAX_BYTES // 1024:,} KiB; import at "
+                           f"most {IMPORT_MAX_LINES:,} keys at a time.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise InvalidInput(f"{what} is not UTF-8 text (line {line} is not); save it as UTF-8 "
+                           "and try again.") from None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from db.models import ApiKey
 from lib.clock import utc_now
 from lib.crypto.sealed import KeyDecryptionError, MasterKey, fingerprint, unseal
-from lib.errors import InvalidInput, NotFound
+from lib.errors import InvalidInput, NotFound, refuse_nul
 from lib.key_format import KeyKind, kind_of_hint, looks_like_key, normalise_api_key
 from lib.keys.rules import NAME_MAX_LENGTH, has_control_chars, is_uuid
 from lib.keys.status import IN_SERVICE, NOT_DELETED, KeyStatus, key_status, status_label
@@ -77,6 +77,10 @@ class KeyFilter:
     active: bool | None = None
     group: str | None = None
     archived: bool | None = False
+
+    def __post_init__(self) -> None:
+        refuse_nul(self.search or "", "search text")
+        refuse_nul(self.group or "", "group")
 
 
 def like_pattern(term: str) -> str:

@@ -10,10 +10,21 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.orm import Session
 
+from lib.clock import utc_now
 from lib.errors import GeminiKeysError
 from lib.ui.flash import remember_flash, show_flash
 from lib.ui.identity import AdminContext
-from lib.users.accounts import UserSummary, create_user, list_users, reset_password, set_admin
+from lib.ui.text import inert
+from lib.users.accounts import (
+    UserSummary,
+    create_user,
+    list_users,
+    reset_password,
+    service_identity,
+    set_admin,
+    sign_out_everywhere,
+)
+from lib.users.signin import FailureSummary, recent_failures
 
 PAGE = "admins"
 
@@ -33,7 +44,7 @@ def apply(ctx: AdminContext, change: Callable[[Session], str]) -> None:
         with ctx.session() as session:
             message = change(session)
     except GeminiKeysError as error:
-        st.error(str(error))
+        st.error(inert(error))
         return
     remember_flash(PAGE, message)
     st.rerun()
@@ -83,7 +94,9 @@ def admin_rights_form(ctx: AdminContext, emails: list[str]) -> None:
                 if not changed:
                     return (f"{target} {'is already' if grant else 'was not'} an admin; "
                             "nothing changed.")
-                return f"{target} {'is now an admin' if grant else 'is no longer an admin'}."
+                if grant:
+                    return f"{target} is now an admin."
+                return f"{target} is no longer an admin; their sessions are ended."
             apply(ctx, change_rights)
 
 
@@ -99,9 +112,38 @@ def reset_password_form(ctx: AdminContext, emails: list[str]) -> None:
             def change_password(s: Session) -> str:
                 changed = reset_password(s, email=user, password=password,
                                          bcrypt_rounds=ctx.runtime.settings.bcrypt_rounds)
-                return (f"New password set for {changed.email}; any sign-in lock on it is "
-                        "lifted.")
+                return (f"New password set for {changed.email}; their sessions are ended and "
+                        "the sign-in throttle on the account is lifted.")
             apply(ctx, change_password)
+
+
+def sign_out_everywhere_form(ctx: AdminContext, emails: list[str]) -> None:
+    with st.form("gk_sign_out_everywhere"):
+        st.subheader("Sign out everywhere")
+        st.caption("Ends every session of the user: all browsers, and any copy of their "
+                   "sign-in cookie. Choosing yourself signs you out here too.")
+        user = st.selectbox("User", emails, key="gk_sign_out_user")
+        if st.form_submit_button("Sign this user out everywhere") and user:
+            def end_sessions(s: Session) -> str:
+                ended = sign_out_everywhere(s, email=user)
+                return f"Signed {user} out everywhere ({ended} session(s) ended)."
+            apply(ctx, end_sessions)
+
+
+FAILURES_SHOWN_FOR = dt.timedelta(days=1)
+
+
+def failures_table(failures: list[FailureSummary]) -> None:
+    """Failed and refused sign-ins, counted per account, client and 15-minute window."""
+    st.subheader("Failed sign-ins, last 24 hours")
+    if not failures:
+        st.caption("None.")
+        return
+    st.dataframe(
+        pd.DataFrame([{"Email": f.email, "Client": f.client, "Failures": f.failures,
+                       "Refused (throttled)": f.refused, "First": when(f.first_at),
+                       "Last": when(f.last_at)} for f in failures]),
+        hide_index=True, width="stretch")
 
 
 def admins_page(ctx: AdminContext) -> None:
@@ -109,6 +151,9 @@ def admins_page(ctx: AdminContext) -> None:
     show_flash(PAGE)
     with ctx.session() as session:
         users = list_users(session)
+        with service_identity(session):
+            failures = recent_failures(
+                session, since=utc_now() - FAILURES_SHOWN_FOR)
     users_table(users)
     emails = [u.email for u in users]
     create_column, rights_column = st.columns(2)
@@ -116,4 +161,9 @@ def admins_page(ctx: AdminContext) -> None:
         create_user_form(ctx)
     with rights_column:
         admin_rights_form(ctx, emails)
-    reset_password_form(ctx, emails)
+    reset_column, sign_out_column = st.columns(2)
+    with reset_column:
+        reset_password_form(ctx, emails)
+    with sign_out_column:
+        sign_out_everywhere_form(ctx, emails)
+    failures_table(failures)

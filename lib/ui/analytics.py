@@ -19,6 +19,7 @@ from lib.clock import utc_today
 from lib.errors import InvalidInput
 from lib.streaming import write_chunks
 from lib.ui.identity import AdminContext
+from lib.ui.text import inert, md, plotly_text
 
 PRESETS = {"7 days": 7, "30 days": 30, "90 days": 90, "365 days": 365}
 CUSTOM = "Custom"
@@ -59,7 +60,7 @@ def analytics_filter(options: Sequence[KeyOption], groups: Sequence[str]) -> Sta
         return StatsFilter(start, end, key_ids=tuple(uuid.UUID(k) for k in picked),
                            group=group, include_archived=include_archived)
     except InvalidInput as error:
-        st.error(str(error))
+        st.error(inert(error))
         return None
 
 
@@ -143,7 +144,8 @@ def analytics_page(ctx: AdminContext) -> None:
         top = stats.summary(session, flt)
     current, previous, days = top.current, top.previous, top.days
 
-    st.caption(f"{flt.start} to {flt.end} (UTC days). Average latency is weighted by requests.")
+    st.caption(md("{} to {} (UTC days). Average latency is weighted by requests.", flt.start,
+                  flt.end))
     kpi_tiles(current, previous, flt.days)
     if not current.requests:
         st.info("No requests recorded for these keys in this period. Widen the period or clear the "
@@ -172,7 +174,8 @@ def analytics_page(ctx: AdminContext) -> None:
         key_rows = stats.per_key_totals(session, flt, sort=sort, limit=top_n)
         total_keys = stats.count_filtered_keys(session, flt)
         matrix = stats.key_day_matrix(session, flt, [r.key_id for r in key_rows], metric)
-    st.caption(f"Top {len(key_rows)} of {total_keys:,} keys, {SORTS[sort].lower()}.")
+    st.caption(md("Top {} of {} keys, {}.", len(key_rows), f"{total_keys:,}",
+                  SORTS[sort].lower()))
     st.dataframe(
         [{"Key": r.name, "Group": r.group_label or "", "Requests": r.requests,
           "Failures": r.failures, "Failure rate": r.failure_rate, "429s": r.rate_limited,
@@ -184,7 +187,7 @@ def analytics_page(ctx: AdminContext) -> None:
             "429 share": st.column_config.NumberColumn(format="percent"),
             "Avg latency (ms)": st.column_config.NumberColumn(format="%.0f"),
         })
-    names = {r.key_id: r.name for r in key_rows}
+    names = {r.key_id: plotly_text(r.name) for r in key_rows}
     chart(charts.key_heatmap_figure(matrix, names, metric_label=HEATMAP[metric]), "an_heatmap")
 
     st.subheader("One key")

@@ -28,6 +28,7 @@ from lib.audit.queries import (
 )
 from lib.errors import InvalidInput
 from lib.ui.identity import AdminContext
+from lib.ui.text import inert, md
 
 NAV = "audit_nav"  # None (newest page) or ("older" | "newer", Cursor)
 SHOWN_FILTER = "audit_shown_filter"
@@ -77,7 +78,7 @@ def audit_filter(keys: dict, emails: dict) -> tuple[AuditFilter, int] | None:
                           actions=tuple(actions), key_ids=(key_id,) if key_id else (),
                           user_ids=(user_id,) if user_id else (), search=search.strip())
     except InvalidInput as error:
-        st.error(str(error))
+        st.error(inert(error))
         return None
     return flt, page_size
 
@@ -126,22 +127,23 @@ def entry_details(page: AuditPage) -> None:
         format_func=lambda i: (f"{page.entries[i].created_at:%Y-%m-%d %H:%M:%S} · "
                                f"{page.entries[i].action} · {page.entries[i].key_label}"))
     entry = page.entries[index or 0]
-    st.markdown(f"**{entry.action}** by **{entry.actor or 'unknown'}**"
-                + (f" on key **{entry.key_label}**" if entry.key_id else "")
-                + f" at {entry.created_at:%Y-%m-%d %H:%M:%S} UTC")
+    st.markdown(md("**{}** by **{}**{} at {} UTC", entry.action, entry.actor or "unknown",
+                   md(" on key **{}**", entry.key_label) if entry.key_id else "",
+                   f"{entry.created_at:%Y-%m-%d %H:%M:%S}"))
+    # st.table renders Markdown in its cells (st.dataframe would not).
     st.table(pd.DataFrame(
-        [{"field": c.field, "before": "" if c.context else shown(c.before),
-          "after": shown(c.after)} for c in describe_details(entry.details)],
+        [{"field": inert(c.field), "before": inert("" if c.context else shown(c.before)),
+          "after": inert(shown(c.after))} for c in describe_details(entry.details)],
         columns=["field", "before", "after"]))
-    st.caption(f"Entry {entry.id} · key id {entry.key_id or '—'} · "
-               f"user id {entry.user_id or '—'}")
+    st.caption(md("Entry {} · key id {} · user id {}", entry.id, entry.key_id or "—",
+                  entry.user_id or "—"))
 
 
 def exports(ctx: AdminContext, flt: AuditFilter, matching: int) -> None:
     st.subheader("Export")
-    st.caption(f"The {matching:,} matching entries, newest first. The file is built when you "
-               "click (rows are streamed from the database); for very large exports use "
-               "`python -m lib.cli export-audit`.")
+    st.caption(md("The {} matching entries, newest first. The file is built when you click "
+                  "(rows are streamed from the database); for very large exports use "
+                  "`python -m lib.cli export-audit`.", f"{matching:,}"))
     csv_column, jsonl_column, _ = st.columns([1, 1, 4])
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     for column, fmt, label in ((csv_column, "csv", "CSV"), (jsonl_column, "jsonl", "JSON lines")):

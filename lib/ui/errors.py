@@ -23,6 +23,7 @@ import streamlit as st
 
 from lib.errors import GeminiKeysError
 from lib.redact import redact
+from lib.ui.text import inert, md
 
 log = logging.getLogger("gemini_keys.ui")
 
@@ -44,10 +45,10 @@ def friendly_errors(where: str = "page") -> Iterator[None]:
         # These messages are written to be shown; redact anyway as a second line of defence.
         message = redact(str(error))
         log.warning("%s on %s: %s", type(error).__name__, where, message)
-        st.error(message)
+        st.error(inert(message))
         st.stop()
     except Exception:
         ref = new_reference()
         log.exception("unhandled error on %s (reference %s)", where, ref)
-        st.error(GENERIC_MESSAGE.format(ref=ref), icon="⚠️")
+        st.error(md(GENERIC_MESSAGE, ref=ref), icon="⚠️")
         st.stop()

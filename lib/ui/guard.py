@@ -7,9 +7,9 @@ from contextlib import suppress
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from lib.ui.identity import AdminContext, admin_of_this_run, is_admin_now, signed_in_actor
+from lib.ui.identity import AdminContext, admin_of_this_run, is_admin_now
 from lib.ui.runtime import get_runtime
-from lib.ui.signin import render_no_access, render_sign_in
+from lib.ui.signin import current_actor, render_no_access, render_sign_in
 
 MAIN_SCRIPT = "app.py"
 
@@ -20,17 +20,17 @@ def require_admin() -> AdminContext:
     Through app.py the admin was checked once for this run, and that answer is reused. But on
     a freshly started server, Streamlit serves pages/<name>.py by URL (the old automatic
     routing) until some session has run app.py; then this guard is the only gate and asks
-    the database itself.
+    the database itself (session row, then admin).
     """
     context = admin_of_this_run()
     if context is not None:
         return context
-    actor = signed_in_actor()
+    runtime = get_runtime()
+    actor = current_actor(runtime)  # the session row is checked here too
     if actor is None:
         _switch_to_app()
         render_sign_in()
         st.stop()
-    runtime = get_runtime()
     if not is_admin_now(runtime, actor):
         render_no_access()
         st.stop()

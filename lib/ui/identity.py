@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from db.session import Actor, session_scope
 from lib.runtime import Runtime
 
-SESSION_USER = "gk_user"  # {"id": "<uuid>", "email": "..."} once signed in
-# streamlit-authenticator's session keys; "logout" = True makes it ignore the cookie.
-AUTH_STATE = ("name", "authentication_status", "username", "email", "roles")
+# {"id": "<uuid>", "email": "...", "session": "<session id>"} once signed in; the session is
+# checked against its row (lib.users.sessions) on every run.
+SESSION_USER = "gk_user"
 
 
 @dataclass(frozen=True)
@@ -41,27 +41,27 @@ _run_admin: contextvars.ContextVar[AdminContext | None] = contextvars.ContextVar
 
 
 def signed_in_actor() -> Actor | None:
-    """The signed-in user of this browser session, or None."""
+    """The user this browser session signed in as, or None (lib.ui.signin.current_actor also
+    checks that their session is still live; use that to decide access)."""
     user = st.session_state.get(SESSION_USER)
     if not user:
         return None
     return Actor.user(uuid.UUID(user["id"]), user["email"])
 
 
-def remember_user(user_id: uuid.UUID, email: str) -> None:
-    """Sign this browser session in: our record and streamlit-authenticator's, together."""
-    st.session_state[SESSION_USER] = {"id": str(user_id), "email": email}
-    st.session_state.update(name=email, username=email, email=email, roles=None,
-                            authentication_status=True, logout=None)
+def session_id_of_this_browser() -> str | None:
+    """The session id this browser session signed in with (a secret: never shown)."""
+    user = st.session_state.get(SESSION_USER)
+    return user.get("session") if user else None
+
+
+def remember_user(user_id: uuid.UUID, email: str, session_id: str) -> None:
+    """Sign this browser session in as the user of a live session."""
+    st.session_state[SESSION_USER] = {"id": str(user_id), "email": email, "session": session_id}
 
 
 def forget_user() -> None:
-    """Sign this browser session out (the cookie is the caller's business)."""
-    # Order matters if Streamlit interrupts this: the user is forgotten last, so a partial
-    # sign-out leaves them signed in (and they click again), never half signed in.
-    st.session_state["logout"] = True
-    for key in AUTH_STATE:
-        st.session_state[key] = None
+    """Sign this browser session out (the session row and the cookie are the caller's)."""
     st.session_state.pop(SESSION_USER, None)
 
 

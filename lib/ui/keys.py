@@ -13,14 +13,15 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from lib.errors import GeminiKeysError
-from lib.keys.importing import add_previewed, preview_import
+from lib.errors import GeminiKeysError, InvalidInput, refuse_nul
+from lib.keys.importing import IMPORT_MAX_BYTES, add_previewed, decode_import, preview_import
 from lib.keys.reads import KeyFilter, KeyListRow, count_stored_keys, key_groups, list_keys
 from lib.keys.rules import DEFAULT_PRIORITY, PRIORITY_MAX, PRIORITY_MIN
 from lib.keys.writes import KeyEdit, add_key, apply_edits, archive_key, edit_key, unarchive_key
 from lib.pool.health import check_keys
 from lib.ui.flash import Kind, remember_flash, show_flash
 from lib.ui.identity import AdminContext
+from lib.ui.text import Markdown, inert, md, md_join
 
 PAGE = "keys"  # this page's flash messages
 FORM_GENERATION = "keys_nonce"  # bumped after a save: fresh editor and import widgets
@@ -34,16 +35,16 @@ RowAction = Callable[[AdminContext, list[KeyListRow]], str]
 MAX_CHECKS_PER_CLICK = 25
 
 
-def check_ticked(ctx: AdminContext, rows: list[KeyListRow]) -> str:
+def check_ticked(ctx: AdminContext, rows: list[KeyListRow]) -> Markdown:
     """Ask Gemini about each ticked key (audited; invalid keys get deactivated)."""
     rows = rows[:MAX_CHECKS_PER_CLICK]
     results = check_keys([r.id for r in rows], master=ctx.runtime.master_key,
                          actor=ctx.actor, engine=ctx.runtime.engine,
                          base_url=ctx.runtime.settings.gemini_api_base_url)
-    lines = [f"- **{r.name}**: {r.status}" + (f" ({r.action})" if r.action else "")
-             + (f" — {r.message}" if r.message and r.status != "ok" else "")
+    lines = [md("- **{}**: {}{}{}", r.name, r.status, f" ({r.action})" if r.action else "",
+                f" — {r.message}" if r.message and r.status != "ok" else "")
              for r in results]
-    return f"Checked {len(results)} key(s):\n" + "\n".join(lines)
+    return md_join([md("Checked {} key(s):", len(results)), *lines])
 
 
 ROW_ACTIONS: dict[str, RowAction] = {"Check": check_ticked}
@@ -75,6 +76,11 @@ def key_filters(groups: list[str]) -> KeyFilter:
     group_choice = group.selectbox("Group", ["All groups", NO_GROUP, *groups], key="keys_group")
     status_choice = status.selectbox("Status", ["Any", "Active", "Inactive"], key="keys_status")
     shown_choice = shown.selectbox("Show", ["Current", "Archived", "All"], key="keys_shown")
+    try:
+        refuse_nul(text, "search text")
+    except InvalidInput as error:
+        st.error(inert(error))
+        text = ""
     return KeyFilter(
         search=text,
         group=None if group_choice == "All groups" else ("" if group_choice == NO_GROUP
@@ -113,7 +119,7 @@ COLUMN_CONFIG = {
     "active": st.column_config.CheckboxColumn("active", help="The pool may use the key"),
     "priority": st.column_config.NumberColumn(
         "priority", min_value=PRIORITY_MIN, max_value=PRIORITY_MAX, step=1, format="%d",
-        help=f"{PRIORITY_MIN}–{PRIORITY_MAX}; higher is preferred"),
+        help=md("{}–{}; higher is preferred", PRIORITY_MIN, PRIORITY_MAX)),
     "last used": st.column_config.DatetimeColumn("last used (UTC)", format="YYYY-MM-DD HH:mm"),
     "created at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm"),
 }
@@ -149,7 +155,7 @@ def keys_table(ctx: AdminContext, rows: list[KeyListRow]) -> None:
             with ctx.session() as session:
                 summary = apply_edits(session, edits)
         except GeminiKeysError as error:
-            st.error(str(error))
+            st.error(inert(error))
         else:
             finish_and_rerun(summary.message(), "warning" if summary.conflicts else "success")
     if archive.button(f"Archive ticked ({len(ticked)})", disabled=not ticked,
@@ -173,8 +179,8 @@ def confirm_archive(ctx: AdminContext) -> None:
     if not pending:
         return
     names = ", ".join(name for _, name in pending)
-    st.warning(f"Archive {len(pending)} key(s): {names}? Archived keys leave this list and "
-               "are never picked by the pool; you can unarchive them later.")
+    st.warning(md("Archive {} key(s): {}? Archived keys leave this list and are never picked "
+                  "by the pool; you can unarchive them later.", len(pending), names))
     yes, no = st.columns(2)
     if yes.button("Yes, archive", type="primary", key="keys_archive_yes"):
         with ctx.session() as session:
@@ -199,8 +205,8 @@ def add_one_form(ctx: AdminContext, groups: list[str]) -> None:
                                      key=f"keys_add_priority_{form_generation()}")
         group = right.text_input("Group (Google Cloud project)", max_chars=100,
                                  key=f"keys_add_group_{form_generation()}",
-                                 help="Keys of one project share its quotas. "
-                                 + (f"In use: {', '.join(groups[:10])}" if groups else ""))
+                                 help=md("Keys of one project share its quotas. {}",
+                                         f"In use: {', '.join(groups[:10])}" if groups else ""))
         if not st.form_submit_button("Add key", type="primary"):
             return
     try:
@@ -224,7 +230,8 @@ def add_many_form(ctx: AdminContext) -> None:
         text = st.text_area("Keys", height=150, key=f"keys_import_text_{form_generation()}",
                             placeholder="project-a-main,AQ.…\nproject-b-main,AIza…")
         upload = st.file_uploader("…or upload a .txt or .csv file", type=["txt", "csv"],
-                                  key=f"keys_import_file_{form_generation()}")
+                                  key=f"keys_import_file_{form_generation()}",
+                                  max_upload_size=max(1, IMPORT_MAX_BYTES // 2**20))
         left, right = st.columns(2)
         priority = left.number_input("Priority for all", PRIORITY_MIN, PRIORITY_MAX,
                                      DEFAULT_PRIORITY, step=1, key="keys_import_priority")
@@ -234,8 +241,8 @@ def add_many_form(ctx: AdminContext) -> None:
                                             type="primary")
     if not (preview_clicked or add_clicked):
         return
-    content = upload.getvalue().decode("utf-8", errors="replace") if upload else text
     try:
+        content = decode_import(upload.getvalue(), "The uploaded file") if upload else text
         with ctx.session() as session:
             preview = preview_import(session, ctx.runtime.master_key, content,
                                      priority=int(priority), group_label=group)
@@ -245,7 +252,7 @@ def add_many_form(ctx: AdminContext) -> None:
                 result = add_previewed(session, ctx.runtime.master_key, preview,
                                        skip_refused=True)
     except GeminiKeysError as error:
-        st.error(str(error))
+        st.error(inert(error))
         return
     if confirmed:
         skipped = f"; skipped {len(result.refused)} refused line(s)" if result.refused else ""
@@ -253,8 +260,8 @@ def add_many_form(ctx: AdminContext) -> None:
     if add_clicked:
         st.warning("Check the preview below, then press Add again.")
     st.session_state[IMPORT_SIGNATURE] = preview.signature()
-    st.markdown(f"**Preview:** {len(preview.to_add)} will be added, "
-                f"{len(preview.refused)} refused.")
+    st.markdown(md("**Preview:** {} will be added, {} refused.", len(preview.to_add),
+                   len(preview.refused)))
     st.dataframe(pd.DataFrame(preview.rows()), hide_index=True)
 
 
@@ -282,7 +289,7 @@ def edit_one_form(ctx: AdminContext, rows: list[KeyListRow]) -> None:
             changed = edit_key(session, row.id, name=name, group_label=group,
                                active=active, priority=int(priority))
     except GeminiKeysError as error:
-        st.error(f"Not saved: {error}")
+        st.error(inert(f"Not saved: {error}"))
         return
     # Shown at the top: the rerun opens the first tab again.
     if changed:
@@ -307,8 +314,9 @@ def keys_page(ctx: AdminContext) -> None:
         flt = key_filters(groups)
         with ctx.session() as session:
             rows = list_keys(session, flt, master=ctx.runtime.master_key)
-        st.caption(f"{len(rows):,} of {total:,} key(s) shown. Tick **active** or change "
-                   "**priority** in as many rows as you like, then **Save changes** once.")
+        st.caption(md("{} of {} key(s) shown. Tick **active** or change **priority** in as "
+                      "many rows as you like, then **Save changes** once.", f"{len(rows):,}",
+                      f"{total:,}"))
         if rows:
             keys_table(ctx, rows)
         else:

@@ -8,6 +8,7 @@ from lib.analytics import alerts, charts, stats
 from lib.clock import utc_now
 from lib.ui.analytics import chart
 from lib.ui.identity import AdminContext
+from lib.ui.text import md, md_join
 
 ICONS = {"error": ":material/error:", "warning": ":material/warning:", "info": ":material/info:"}
 
@@ -22,7 +23,7 @@ def overview_page(ctx: AdminContext) -> None:
         found = alerts.overview_alerts(session, now=now, settings=settings)
         last_14 = stats.daily_totals(session, stats.StatsFilter.last_days(14, today=today))
 
-    st.caption(f"Today is {today} (UTC). Stats days are UTC days.")
+    st.caption(md("Today is {} (UTC). Stats days are UTC days.", today))
     tiles = st.columns(4)
     tiles[0].metric("Requests today", f"{today_totals.requests:,}")
     tiles[1].metric("Failures today", f"{today_totals.failures:,}")
@@ -42,8 +43,9 @@ def overview_page(ctx: AdminContext) -> None:
     if not found:
         st.success("Nothing needs attention.", icon=":material/check_circle:")
     for alert in found:
-        body = f"**{alert.title}**" + "".join(f"\n- {item}" for item in alert.items)
-        getattr(st, alert.severity)(body, icon=ICONS[alert.severity])
+        getattr(st, alert.severity)(
+            md_join([md("**{}**", alert.title), *(md("- {}", item) for item in alert.items)]),
+            icon=ICONS[alert.severity])
 
     st.subheader("Last 14 days")
     if any(d.requests for d in last_14):

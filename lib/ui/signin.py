@@ -1,37 +1,57 @@
-"""Sign-in, sign-out and the no-access page.
+"""Sign-in, sign-out, the session check on every run, and the no-access page.
 
-Our form checks the password through lib.signin (throttled, recorded, audited);
-streamlit-authenticator signs, sets, reads and deletes the remember-me cookie. A cookie write
-is a browser-side component, so it is re-rendered on every run until the browser reports it
-done: a rerun right after signing in or out cannot drop it.
+Our form checks the password through lib.users.signin (throttled per account and client,
+counted, audited) and starts a session row (lib.users.sessions). The browser session keeps
+the session id; every run checks that the row is still live, so sign-out, a password reset,
+revoke-admin and "sign out everywhere" take effect on the next click. The cookie (a signed
+token naming the session, HttpOnly, set through lib/ui/cookie.py) signs a new browser
+session back in only when the websocket's Origin is the app's own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+import time
 import uuid
 
 import streamlit as st
-import streamlit_authenticator as stauth
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from db.session import Actor, session_scope
 from lib.errors import GeminiKeysError
 from lib.runtime import Runtime
-from lib.ui.identity import forget_user, remember_user, signed_in_actor
+from lib.ui.cookie import order_cookie, order_cookie_cleared, send_pending_order
+from lib.ui.identity import (
+    SESSION_USER,
+    forget_user,
+    remember_user,
+    session_id_of_this_browser,
+    signed_in_actor,
+)
 from lib.ui.runtime import get_cookie_settings, get_runtime
-from lib.users.accounts import admin_exists, find_user, sign_in_credentials
+from lib.ui.text import inert, md
+from lib.users.accounts import admin_exists
+from lib.users.sessions import (
+    end_session,
+    issue_token,
+    live_session,
+    session_for_token,
+    session_lifetime,
+    start_session,
+)
 from lib.users.signin import sign_in
 
 log = logging.getLogger("gemini_keys.ui")
 
-COOKIE_OP = "gk_cookie_op"  # "set" | "delete" until the browser confirms (the component's key)
 EMAIL_KEY, PASSWORD_KEY, ERROR_KEY = "gk_sign_in_email", "gk_sign_in_password", "gk_sign_in_error"
+REFUSED_COOKIE = "gk_refused_cookie"  # digest of a cookie found dead here (cleared once)
+LOCAL_CLIENT = "localhost"  # Streamlit reports no address for loopback connections
 # Sign-ins in flight or not yet applied to their session, by session id: a lock held while the
-# password is checked, and the outcome, (user id, email) or an error message.
+# password is checked, and the outcome, (user id, email, session id, token) or an error.
 _sign_in_locks: dict[str, threading.Lock] = {}
-_outcomes: dict[str, tuple[uuid.UUID, str] | str] = {}
+_outcomes: dict[str, tuple[uuid.UUID, str, str, str] | str] = {}
 _outcomes_lock = threading.Lock()
 FIRST_RUN_HELP = (
     "**No admin exists yet.** Create the first one on the server, then sign in here:\n\n"
@@ -39,69 +59,102 @@ FIRST_RUN_HELP = (
     "The command reads the password from stdin (a hidden prompt on a terminal).")
 
 
-def _authenticator(runtime: Runtime, credentials: dict[str, dict[str, str]]
-                   ) -> stauth.Authenticate:
-    cookie = get_cookie_settings(runtime)
-    return stauth.Authenticate({"usernames": credentials}, cookie.name, cookie.key,
-                               cookie.expiry_days, auto_hash=False,
-                               login_sleep_time=cookie.login_sleep_seconds)
-
-
 def current_actor(runtime: Runtime) -> Actor | None:
     """Who is signed in; app.py calls this once per run, before building the navigation.
 
-    Also finishes a pending cookie write, and signs a new browser session in from a valid
-    cookie (the authenticator checks its signature and expiry; the user must still exist).
+    A signed-in browser session is checked against its session row; a new one is signed in
+    from a valid cookie of a live session, if the websocket came from our own origin. Also
+    renders a pending cookie change.
     """
     _apply_outcome()
-    actor = signed_in_actor()
-    restore = actor is None and not st.session_state.get("logout")
-    credentials: dict[str, dict[str, str]] = {}
-    if restore:
-        with session_scope(Actor.service("app"), engine=runtime.engine) as session:
-            credentials = sign_in_credentials(session)
-    authenticator = _authenticator(runtime, credentials)
-    _sync_cookie(authenticator)
-    if not restore:
-        return actor
-    try:
-        authenticator.login(location="unrendered")
-    except stauth.LoginError:  # a validly signed cookie for a user who no longer exists
-        sign_out()
+    actor = _checked_session(runtime) if st.session_state.get(SESSION_USER) else (
+        _restored_from_cookie(runtime))
+    send_pending_order()
+    return actor
+
+
+def _service(runtime: Runtime):
+    return session_scope(Actor.service("app"), engine=runtime.engine)
+
+
+def _text(value: object) -> str | None:
+    """A cookie, header or address of st.context when it is text (AppTest's are mocks)."""
+    return value if isinstance(value, str) else None
+
+
+def _checked_session(runtime: Runtime) -> Actor | None:
+    user = st.session_state[SESSION_USER]
+    with _service(runtime) as session:
+        live = live_session(session, user.get("session"))
+    if live is None or str(live.user_id) != user.get("id"):
+        forget_user()
+        order_cookie_cleared(get_cookie_settings(runtime))
         return None
-    email = st.session_state.get("username")
-    if not (st.session_state.get("authentication_status") and email):
+    return Actor.user(live.user_id, live.email)
+
+
+def _restored_from_cookie(runtime: Runtime) -> Actor | None:
+    cookie = get_cookie_settings(runtime)
+    token = _text(st.context.cookies.get(cookie.name))
+    if not token or not cookie.remembered:
         return None
-    with session_scope(Actor.service("app"), engine=runtime.engine) as session:
-        user = find_user(session, email)
-    if user is None:
-        sign_out()
+    headers = st.context.headers
+    if not cookie.origin_allowed(_text(headers.get("Origin")), _text(headers.get("Host"))):
+        # Another origin (a page on another port of this host, say) opened this websocket;
+        # the browser sent our cookie along, but it signs nothing in here.
         return None
-    remember_user(user.id, email)
-    return Actor.user(user.id, email)
+    with _service(runtime) as session:
+        found = session_for_token(session, cookie.key, token)
+    if found is None or not found[0].remember:
+        _clear_dead_cookie(runtime, token)
+        return None
+    claims, live = found
+    remember_user(live.user_id, live.email, claims.session_id)
+    return Actor.user(live.user_id, live.email)
 
 
-def _sync_cookie(authenticator: stauth.Authenticate) -> None:
-    op = st.session_state.get(COOKIE_OP)
-    if op not in ("set", "delete"):
-        return
-    if st.session_state.get(op) is True:  # the cookie component reported back: done
-        del st.session_state[COOKIE_OP]
-    elif op == "set":
-        authenticator.cookie_controller.set_cookie()
-    else:
-        authenticator.cookie_controller.delete_cookie()
+def _clear_dead_cookie(runtime: Runtime, token: str) -> None:
+    """Ask the browser once per browser session to drop a cookie that signs nothing in
+    (expired, revoked, malformed, signed with another key)."""
+    digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+    if st.session_state.get(REFUSED_COOKIE) != digest:
+        st.session_state[REFUSED_COOKIE] = digest
+        order_cookie_cleared(get_cookie_settings(runtime))
 
 
-def _complete_sign_in(user_id: uuid.UUID, email: str) -> None:
-    remember_user(user_id, email)
-    if get_cookie_settings(get_runtime()).expiry_days > 0:
-        st.session_state[COOKIE_OP] = "set"
+def client_address(runtime: Runtime) -> str:
+    """The client's address for the sign-in throttle: the connection's peer, or the last
+    address in the configured proxy header (GEMINI_KEYS_CLIENT_ADDRESS_HEADER)."""
+    header = runtime.settings.client_address_header
+    if header:
+        forwarded = (_text(st.context.headers.get(header)) or "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded
+    return _text(st.context.ip_address) or LOCAL_CLIENT
 
 
 def _session_id() -> str:
     ctx = get_script_run_ctx()
     return ctx.session_id if ctx is not None else ""
+
+
+def _check_password(runtime: Runtime, email: str, password: str, client: str
+                    ) -> tuple[uuid.UUID, str, str, str] | str:
+    """(user id, email, session id, token) of a new session, or the message to show."""
+    cookie = get_cookie_settings(runtime)
+    if cookie.login_sleep_seconds:
+        time.sleep(cookie.login_sleep_seconds)
+    with _service(runtime) as session:
+        result = sign_in(session, email, password, bcrypt_rounds=runtime.settings.bcrypt_rounds,
+                         client_address=client)
+        if not result.ok:
+            return result.message
+        session_id, expires_at = start_session(
+            session, result.user_id, lifetime=session_lifetime(cookie.expiry_days),
+            client_address=client)
+    token = issue_token(cookie.key, user_id=result.user_id, session_id=session_id,
+                        expires_at=expires_at, remember=cookie.remembered)
+    return result.user_id, result.email, session_id, token
 
 
 def _submit_sign_in() -> None:
@@ -120,10 +173,7 @@ def _submit_sign_in() -> None:
     with lock:
         try:
             runtime = get_runtime()
-            with session_scope(Actor.service("app"), engine=runtime.engine) as session:
-                result = sign_in(session, email, password,
-                                 bcrypt_rounds=runtime.settings.bcrypt_rounds)
-            outcome = (result.user_id, result.email) if result.ok else result.message
+            outcome = _check_password(runtime, email, password, client_address(runtime))
         except GeminiKeysError as error:
             outcome = str(error)
         except Exception:
@@ -147,8 +197,12 @@ def _apply_outcome() -> None:
     if isinstance(outcome, str):
         st.session_state[ERROR_KEY] = outcome
     elif outcome is not None:
+        user_id, email, signed_in_session, token = outcome
         st.session_state.pop(ERROR_KEY, None)
-        _complete_sign_in(*outcome)
+        remember_user(user_id, email, signed_in_session)
+        cookie = get_cookie_settings(get_runtime())
+        max_age = int(session_lifetime(cookie.expiry_days).total_seconds())
+        order_cookie(cookie, token, max_age if cookie.remembered else None)
     with _outcomes_lock:  # only once applied: an interruption above leaves it for the next run
         _outcomes.pop(session_id, None)
         if not lock.locked():
@@ -156,9 +210,22 @@ def _apply_outcome() -> None:
 
 
 def sign_out() -> None:
-    """Forget the user in this session and delete the cookie (also a button callback)."""
-    st.session_state[COOKIE_OP] = "delete"
+    """End this browser's session (a copy of its cookie dies with it), forget the user here
+    and clear the cookie (also a button callback)."""
+    runtime = get_runtime()
+    signed_in_session = session_id_of_this_browser()
+    try:
+        with _service(runtime) as session:
+            end_session(session, signed_in_session)
+    except Exception:  # noqa: BLE001 - signed out here anyway; the row expires on its own
+        log.exception("could not end the session row at sign-out")
     forget_user()
+    cookie = get_cookie_settings(runtime)
+    token = _text(st.context.cookies.get(cookie.name))
+    if token:  # the connection's cookie is this session's: no second clear for it later
+        st.session_state[REFUSED_COOKIE] = hashlib.sha256(
+            token.encode("utf-8", "replace")).hexdigest()
+    order_cookie_cleared(cookie)
 
 
 def render_sign_in() -> None:
@@ -175,7 +242,7 @@ def render_sign_in() -> None:
         st.form_submit_button("Sign in", type="primary", on_click=_submit_sign_in)
     error = st.session_state.get(ERROR_KEY)  # shown until the next attempt (reruns keep it)
     if error:
-        st.error(error)
+        st.error(inert(error))
 
 
 def sign_out_button(key: str) -> None:
@@ -185,7 +252,8 @@ def sign_out_button(key: str) -> None:
 def render_no_access() -> None:
     actor = signed_in_actor()
     st.title("No access")
-    who = f" as **{actor.email}**" if actor and actor.email else ""
-    st.write(f"You are signed in{who}, but this account is not an admin of the Gemini Key "
-             "Manager. Ask one of its admins to grant you access, then reload this page.")
+    who = md(" as **{}**", actor.email) if actor and actor.email else ""
+    st.markdown(md("You are signed in{}, but this account is not an admin of the Gemini Key "
+                   "Manager. Ask one of its admins to grant you access, then reload this page.",
+                   who))
     sign_out_button("gk_sign_out_no_access")

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from db.models import SignInAttempt, UserProfile
+from db.models import SignInFailure, UserProfile
 from db.session import Actor, actor_of, apply_actor
 from lib.audit.log import Action, write_audit
 from lib.errors import Forbidden, InvalidInput, NotFound
 from lib.users.passwords import check_password_strength, hash_password
+from lib.users.sessions import end_user_sessions
 
-EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+EMAIL_PATTERN = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 def normalise_email(email: str) -> str:
@@ -115,14 +116,6 @@ def admin_exists(session: Session) -> bool:
                                .where(UserProfile.is_admin.is_(True))))
 
 
-def sign_in_credentials(session: Session) -> dict[str, dict[str, str]]:
-    """streamlit-authenticator's credentials["usernames"] for restoring a session from its
-    cookie: the users who can sign in with a password, by email. No hashes: the password is
-    checked by lib.users.signin, and the cookie's signature is checked by the authenticator."""
-    return {user.email.lower(): {"email": user.email.lower(), "name": user.email.lower()}
-            for user in accounts(session) if user.has_password}
-
-
 def create_user(session: Session, *, email: str, password: str, bcrypt_rounds: int,
                 admin: bool = False) -> Account:
     """Create a user (and profile); audited as user_created in the caller's transaction."""
@@ -154,7 +147,8 @@ def set_admin(session: Session, *, email: str, admin: bool) -> bool:
     """Grant or revoke admin; False (and no audit row) when nothing changes.
 
     Refuses to revoke yourself or the last admin. Revoking locks every admin's profile row
-    first (in a fixed order), so two admins revoking each other cannot leave none.
+    first (in a fixed order), so two admins revoking each other cannot leave none, and ends
+    every session of the user (a copied cookie of theirs stops working too).
     """
     email = normalise_email(email)
     actor = actor_of(session)
@@ -178,24 +172,41 @@ def set_admin(session: Session, *, email: str, admin: bool) -> bool:
     else:
         profile.is_admin = admin
     session.flush()
+    details = {"email": email, "before": {"is_admin": before}, "after": {"is_admin": admin}}
+    if not admin:
+        with service_identity(session):
+            details["sessions_ended"] = end_user_sessions(session, user.id)
     write_audit(session, action=Action.ADMIN_GRANTED if admin else Action.ADMIN_REVOKED,
-                details={"email": email, "before": {"is_admin": before},
-                         "after": {"is_admin": admin}})
+                details=details)
     return True
 
 
 def reset_password(session: Session, *, email: str, password: str,
                    bcrypt_rounds: int) -> Account:
-    """Set a new password; also lifts a sign-in lock (the failed attempts are forgotten)."""
+    """Set a new password; ends every session of the user (yourself included: sign in
+    again) and lifts the account's sign-in throttle (its counted failures are forgotten)."""
     email = normalise_email(email)
     check_password_strength(password)
     user = _existing_user(session, email)
     with service_identity(session):
         session.execute(text("SELECT public.gemini_auth_set_password(:id, :hash)"),
                         {"id": user.id, "hash": hash_password(password, bcrypt_rounds)})
-        cleared = session.execute(
-            delete(SignInAttempt).where(func.lower(SignInAttempt.email) == email,
-                                        SignInAttempt.succeeded.is_(False))).rowcount or 0
+        cleared = sum(session.scalars(delete(SignInFailure).where(SignInFailure.email == email)
+                                      .returning(SignInFailure.failures)))
+        ended = end_user_sessions(session, user.id)
     write_audit(session, action=Action.PASSWORD_RESET,
-                details={"email": email, "failed_sign_ins_cleared": cleared})
+                details={"email": email, "failed_sign_ins_cleared": int(cleared),
+                         "sessions_ended": ended})
     return user
+
+
+def sign_out_everywhere(session: Session, *, email: str) -> int:
+    """End every session of a user (all browsers, copied cookies too); how many were live.
+    Audited as signed_out_everywhere even when none was (someone asked for it)."""
+    email = normalise_email(email)
+    user = _existing_user(session, email)
+    with service_identity(session):
+        ended = end_user_sessions(session, user.id)
+    write_audit(session, action=Action.SIGNED_OUT_EVERYWHERE,
+                details={"email": email, "sessions_ended": ended})
+    return ended

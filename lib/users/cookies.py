@@ -1,5 +1,5 @@
 """The sign-in cookie's settings: its name, signing key (a development key is generated once
-under the data directory), lifetime, and streamlit-authenticator's pause."""
+under the data directory), lifetime, attributes, and the origins that may use it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from lib.settings import (
     MIN_COOKIE_KEY_BYTES,
     Settings,
     cookie_key_problem,
+    normalise_origin,
 )
 
 log = logging.getLogger("gemini_keys")
@@ -25,11 +26,39 @@ COOKIE_KEY_FILENAME = "cookie.key"
 
 @dataclass(frozen=True)
 class CookieSettings:
+    """The cookie is always HttpOnly and SameSite=Strict (lib/ui/asgi.py sets it)."""
+
     name: str
     key: str = field(repr=False)
-    expiry_days: float
-    login_sleep_seconds: float
+    expiry_days: float  # 0: a browser-session cookie that never restores a sign-in
+    login_sleep_seconds: float  # a pause before each password check
     dev_key: bool  # generated under the data directory
+    secure: bool = False  # production: sent over HTTPS only
+    allowed_origins: tuple[str, ...] = ()  # besides the app's own origin
+
+    @property
+    def remembered(self) -> bool:
+        """Whether the cookie outlives the browser session and signs a reload back in."""
+        return self.expiry_days > 0
+
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """Whether a browser connection from `origin` may use the cookie.
+
+        A page on another port of the same host is another origin but the same "site": the
+        browser sends it our cookie along with its websocket. So the cookie signs a
+        connection in only when the browser says the page is ours: its Origin is the
+        origin of the Host it connected to (same scheme-less host and port), or one listed
+        in GEMINI_KEYS_ALLOWED_ORIGINS (a reverse proxy that rewrites Host). No Origin
+        (not a browser) is no.
+        """
+        normal = normalise_origin(origin) if origin else None
+        if normal is None:
+            return False
+        if normal in self.allowed_origins:
+            return True
+        if not host or any(c in host for c in "/@?#\\ "):
+            return False
+        return normal in {normalise_origin(f"{scheme}://{host}") for scheme in ("http", "https")}
 
 
 def _create_dev_cookie_key(path: Path) -> None:
@@ -70,4 +99,6 @@ def cookie_key(settings: Settings) -> tuple[str, bool]:
 def load_cookie_settings(settings: Settings) -> CookieSettings:
     key, is_dev = cookie_key(settings)
     return CookieSettings(name=COOKIE_NAME, key=key, expiry_days=settings.cookie_expiry_days,
-                          login_sleep_seconds=settings.login_sleep_seconds, dev_key=is_dev)
+                          login_sleep_seconds=settings.login_sleep_seconds, dev_key=is_dev,
+                          secure=settings.production,
+                          allowed_origins=settings.allowed_origins)

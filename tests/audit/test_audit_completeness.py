@@ -189,6 +189,11 @@ def _set_admin_off(session):
     assert set_admin(session, email="other@example.com", admin=False)
 
 
+def _sign_out_everywhere(session):
+    from lib.users.accounts import sign_out_everywhere
+    sign_out_everywhere(session, email="other@example.com")
+
+
 def _reset_password(session):
     from lib.users.accounts import reset_password
     reset_password(session, email="other@example.com", password="another strong passphrase",
@@ -196,7 +201,8 @@ def _reset_password(session):
 
 
 for _f, _name in ((_create_user, "_create_user"), (_set_admin_on, "_set_admin"),
-                  (_set_admin_off, "_set_admin"), (_reset_password, "_reset_password")):
+                  (_set_admin_off, "_set_admin"), (_reset_password, "_reset_password"),
+                  (_sign_out_everywhere, "_sign_out_everywhere")):
     _f.__name__ = _name
 
 
@@ -205,10 +211,15 @@ def sign_in_failure(failures_before: int, action: Action):
         sign_in = need("lib.users.signin", "sign_in")
         make_user(w.db, "other@example.com", admin=False)
         app = Actor.service("app")
-        for _ in range(failures_before):
+        if failures_before:  # counted earlier in this window, as sign_in counts them
+            from db.models import SignInFailure
+            from lib.users.signin import THROTTLE, client_label
             with w.session(app) as session:
-                sign_in(session, "other@example.com", "wrong password!",
-                        bcrypt_rounds=TEST_BCRYPT_ROUNDS)
+                now = session.scalar(text("SELECT clock_timestamp()::timestamp"))
+                session.add(SignInFailure(
+                    email="other@example.com", client_address=client_label(None),
+                    window_start=THROTTLE.window_start(now), failures=failures_before,
+                    first_at=now, last_at=now, last_failed_at=now))
         yield
         with w.session(app) as session:
             result = sign_in(session, "other@example.com", "wrong password!",
@@ -249,13 +260,17 @@ PATHS: dict[str, Callable] = {
     "admin_granted": user_change(Action.ADMIN_GRANTED, _set_admin_on),
     "admin_revoked": user_change(Action.ADMIN_REVOKED, _set_admin_off, other_is_admin=True),
     "password_reset": user_change(Action.PASSWORD_RESET, _reset_password),
+    "signed_out_everywhere": user_change(Action.SIGNED_OUT_EVERYWHERE, _sign_out_everywhere),
     "sign_in_failed": sign_in_failure(0, Action.SIGN_IN_FAILED),
-    "account_locked": sign_in_failure(4, Action.ACCOUNT_LOCKED),
+    # Failures past the free ones: the next attempt is refused (once per window in the log).
+    "sign_in_throttled": sign_in_failure(10, Action.SIGN_IN_THROTTLED),
 }
 
 
 def test_every_audit_verb_has_a_driven_path():
-    assert set(PATHS) == {a.value for a in Action}
+    from lib.audit.log import RETIRED_ACTIONS
+
+    assert set(PATHS) == {a.value for a in Action} - RETIRED_ACTIONS
 
 
 # -- the check ---------------------------------------------------------------------------------

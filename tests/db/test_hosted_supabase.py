@@ -18,6 +18,7 @@ from db.session import Actor, session_scope
 from lib.cli import cli
 from lib.pool import KeyPool
 from lib.runtime import build_runtime
+from lib.ui.identity import SESSION_USER
 from lib.users.signin import sign_in
 from tests.support.databases import SERVERS, TEST_BCRYPT_ROUNDS, TEST_MASTER_KEY
 from tests.support.keys import fake_key
@@ -205,11 +206,14 @@ def test_sign_in_and_every_page_work_on_supabase(either_login):
     at.text_input(key="gk_sign_in_password").input(GOTRUE_PASSWORD)
     at = at.button(key="FormSubmitter:gk_sign_in-Sign in").click().run()
     assert not at.exception
-    user = at.session_state["gk_user"]
-    assert user == {"id": str(either_login.gotrue_user_id), "email": GOTRUE_EMAIL}
+    user = at.session_state[SESSION_USER]
+    # Signed in with a live session row (its id rides along; lib.users.sessions).
+    assert {k: v for k, v in user.items() if k != "session"} == {
+        "id": str(either_login.gotrue_user_id), "email": GOTRUE_EMAIL}
+    assert user["session"]
     for page in PAGES:
         page_run = AppTest.from_file(f"../../pages/{page}", default_timeout=60)
-        page_run.session_state["gk_user"] = user
+        page_run.session_state[SESSION_USER] = user
         page_run = page_run.run()
         assert not page_run.exception, (page, page_run.exception)
         broken = [e.value for e in page_run.error if "went wrong" in e.value]
@@ -217,7 +221,7 @@ def test_sign_in_and_every_page_work_on_supabase(either_login):
         assert page_run.title, page  # the page itself, not the sign-in form or "No access"
         assert page_run.title[0].value not in ("Gemini Key Manager", "No access"), page
     audit = AppTest.from_file("../../pages/audit.py", default_timeout=60)
-    audit.session_state["gk_user"] = user
+    audit.session_state[SESSION_USER] = user
     audit = audit.run()
     # The actor filter lists every user: the user directory reads auth.users (via 0005).
     actors = audit.selectbox(key="audit_actor").options

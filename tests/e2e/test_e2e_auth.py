@@ -11,7 +11,15 @@ import pytest
 
 from db.engine import REPO_ROOT, dispose_engines
 from tests.e2e.conftest import skip_or_fail
-from tests.support.browser import sign_in, sign_in_form, sign_out, wait_for_app
+from tests.support.browser import (
+    has_cookie,
+    sign_in,
+    sign_in_form,
+    sign_out,
+    visible_text,
+    wait_for_app,
+    wait_for_cookie,
+)
 from tests.support.databases import SERVERS, create_database, drop_database
 from tests.support.live_app import run_app
 
@@ -67,10 +75,6 @@ def test_anonymous_visit_to_every_page_url_shows_only_the_sign_in_form(fresh_app
         context.close()
 
 
-def has_cookie(page) -> bool:
-    return any(c["name"] == COOKIE for c in page.context.cookies())
-
-
 def test_admin_signs_in_stays_in_on_reload_and_signs_out_for_good(live_app, browser_page):
     page = browser_page
     page.goto(live_app.url("admins"))
@@ -78,9 +82,9 @@ def test_admin_signs_in_stays_in_on_reload_and_signs_out_for_good(live_app, brow
     sign_in(page, live_app)
     page.get_by_role("button", name="Sign out").wait_for()
     page.get_by_text("Signed in as").wait_for()
-    assert live_app.admin_email in page.inner_text("[data-testid=stSidebar]")
-    # The cookie component writes the cookie from the browser; wait until it has.
-    page.wait_for_function(f"document.cookie.includes('{COOKIE}=')")
+    assert live_app.admin_email in visible_text(page, "[data-testid=stSidebar]")
+    wait_for_cookie(page)
+    assert COOKIE not in page.evaluate("document.cookie")
 
     page.reload()
     wait_for_app(page)
@@ -88,8 +92,7 @@ def test_admin_signs_in_stays_in_on_reload_and_signs_out_for_good(live_app, brow
 
     sign_out(page)
     sign_in_form(page)
-    page.wait_for_function(f"!document.cookie.includes('{COOKIE}=')")
-    assert not has_cookie(page)
+    wait_for_cookie(page, present=False)
 
     page.reload()
     wait_for_app(page)
@@ -105,3 +108,33 @@ def test_wrong_password_keeps_the_visitor_out(live_app, browser_page):
     page.get_by_text("Email or password is incorrect.").wait_for()
     assert page.get_by_role("button", name="Sign out").count() == 0
     assert not has_cookie(page)
+
+
+@pytest.fixture(scope="module")
+def plain_app(tmp_path_factory):
+    """`streamlit run app.py` alone, without the ASGI wrapper."""
+    if not SERVERS:
+        skip_or_fail("no PostgreSQL server")
+    name = f"gk_e2e_plain_{os.getpid()}"
+    url = create_database(SERVERS[0], name)
+    try:
+        with run_app(url, tmp_path_factory.mktemp("e2e-plain"), entry="app.py") as app:
+            yield app
+    finally:
+        dispose_engines()
+        drop_database(SERVERS[0], name)
+
+
+def test_app_py_alone_still_serves_the_app_without_remembering_sign_ins(plain_app,
+                                                                        browser_page):
+    page = browser_page
+    page.goto(plain_app.url())
+    wait_for_app(page)
+    sign_in(page, plain_app)
+    page.get_by_role("heading", name="Overview").first.wait_for()
+    page.get_by_role("button", name="Sign out").wait_for()
+    page.wait_for_timeout(1000)
+    assert not has_cookie(page)  # no route to set it: a reload asks for the password
+    page.reload()
+    wait_for_app(page)
+    sign_in_form(page)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from lib.users.cookies import COOKIE_NAME
 from tests.support.live_app import LiveApp
 
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
+
+
+def visible_text(page, selector: str = "body") -> str:
+    """The element's text as a reader sees it (without lib.ui.text's invisible joiners)."""
+    return page.inner_text(selector).replace("\u2060", "")
 
 
 def wait_for_app(page) -> None:
@@ -37,3 +43,17 @@ def sign_in(page, live_app: LiveApp, email: str | None = None,
 
 def sign_out(page) -> None:
     page.get_by_role("button", name="Sign out").click()
+
+
+def has_cookie(page, name: str = COOKIE_NAME) -> bool:
+    """Whether the browser holds the sign-in cookie (it is HttpOnly: not in document.cookie)."""
+    return any(c["name"] == name for c in page.context.cookies())
+
+
+def wait_for_cookie(page, *, present: bool = True) -> None:
+    """The page redeems a ticket for the HttpOnly cookie (or clears it): wait until it has."""
+    for _ in range(100):
+        if has_cookie(page) == present:
+            return
+        page.wait_for_timeout(100)
+    assert has_cookie(page) == present

@@ -146,18 +146,24 @@ class FakeGemini:
         self.slow_seconds = slow_seconds
         self.default_kind = default_kind
         self._plans: dict[str, deque[str]] = {}
+        self._messages: dict[str, str] = {}
         self._recorded: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED)
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def respond(self, api_key: str, *kinds: str) -> None:
-        """Program a key: each request takes the next kind; the last one repeats."""
+    def respond(self, api_key: str, *kinds: str, message: str | None = None) -> None:
+        """Program a key: each request takes the next kind; the last one repeats. `message`
+        replaces the text of its error bodies (Gemini's messages are not ours to trust)."""
         if not kinds or not KINDS.issuperset(kinds):
             raise ValueError(f"kinds must be among {sorted(KINDS)}, got {kinds!r}")
         with self._lock:
             self._plans[api_key] = deque(kinds)
+            if message is None:
+                self._messages.pop(api_key, None)
+            else:
+                self._messages[api_key] = message
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -260,7 +266,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._send(200, _ok_body(route["model"]))
         else:
-            self._send(*error_body(kind, api_key or "", route["model"] or "gemini-2.0-flash"))
+            status, body = error_body(kind, api_key or "", route["model"] or "gemini-2.0-flash")
+            with self.owner._lock:
+                message = self.owner._messages.get(api_key or "")
+            if message is not None:
+                body["error"]["message"] = message
+            self._send(status, body)
 
     def _send(self, status: int, body: dict) -> None:
         data = json.dumps(body, indent=2).encode()

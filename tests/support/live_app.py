@@ -1,5 +1,8 @@
-"""A freshly started `streamlit run app.py` on a free port against its own new database, and
-headless Debian Chromium for Playwright. Used by the fixtures in tests/e2e/conftest.py."""
+"""A freshly started server on a free port against its own new database, and headless Debian
+Chromium for Playwright. Used by the fixtures in tests/e2e/conftest.py.
+
+The server is `streamlit run asgi_app.py` (app.py behind the HTTP routes and headers of
+lib/ui/asgi.py), as in production; run_app(entry="app.py") starts app.py alone."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 ADMIN_EMAIL = "e2e-admin@example.com"
+ENTRY = "asgi_app.py"
 
 
 @dataclass
@@ -90,10 +94,10 @@ def seed_admin(database_url: str, email: str, password: str) -> None:
 
 @contextmanager
 def run_app(database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None,
-            app_url: str | None = None) -> Iterator[LiveApp]:
-    """Migrate `database_url` (the owner's), seed an admin, start the server; stop it
-    afterwards. The server gets only the app's login (DATABASE_URL: `app_url`, by default
-    the app's own login role), as in production."""
+            app_url: str | None = None, entry: str = ENTRY) -> Iterator[LiveApp]:
+    """Migrate `database_url` (the owner's), seed an admin, start the server (`entry`);
+    stop it afterwards. The server gets only the app's login (DATABASE_URL: `app_url`, by
+    default the app's own login role), as in production."""
     upgrade(get_engine(database_url))
     password = "e2e " + secrets.token_urlsafe(18)
     seed_admin(database_url, ADMIN_EMAIL, password)
@@ -112,7 +116,7 @@ def run_app(database_url: str, data_dir: Path, *, extra_env: dict[str, str] | No
     base_url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py",
+            [sys.executable, "-m", "streamlit", "run", entry,
              "--server.headless", "true", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
              "--browser.gatherUsageStats", "false"],

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.session import Actor, session_scope
 from lib.users.signin import sign_in
-from tests.support.apptest import page_test
+from tests.support.apptest import page_test, shown
 from tests.support.databases import TEST_BCRYPT_ROUNDS, make_user
 from tests.support.keys import audit_rows, dump_text
 
@@ -54,7 +54,7 @@ def test_admin_sees_every_user(db, admin_actor, member_actor):
 def test_create_user_then_they_can_sign_in(db, admin_actor):
     at = create(page(admin_actor), "bob@example.com", PASSWORD, admin=True)
     assert not at.exception and not at.error
-    assert "Created admin bob@example.com." in at.success[0].value
+    assert "Created admin bob@example.com." in shown(at.success[0].value)
     assert "bob@example.com" in list(at.dataframe[0].value["Email"])
     [row] = audit_rows(db, "user_created")[-1:]
     assert row["user_id"] == admin_actor.user_id and row["details"]["email"] == "bob@example.com"
@@ -75,15 +75,16 @@ def test_bad_new_user_shows_a_message_and_stores_nothing(db, admin_actor, member
     before = state(db)
     at = create(page(admin_actor), email, password, repeat)
     assert not at.exception
-    assert message in at.error[0].value
+    assert message in shown(at.error[0].value)
     assert state(db) == before
 
 
 def test_grant_and_revoke_from_the_page(db, admin_actor, member_actor):
     at = rights(page(admin_actor), "member@example.com", "Grant")
-    assert "member@example.com is now an admin." in at.success[0].value
+    assert "member@example.com is now an admin." in shown(at.success[0].value)
     at = rights(at, "member@example.com", "Revoke")
-    assert "member@example.com is no longer an admin." in at.success[0].value
+    assert "member@example.com is no longer an admin; their sessions are ended." in shown(
+        at.success[0].value)
     actions = [r["action"] for r in audit_rows(db) if r["action"] != "user_created"]
     assert actions == ["admin_granted", "admin_revoked"]
 
@@ -92,7 +93,7 @@ def test_revoking_yourself_is_refused_on_the_page(db, admin_actor):
     make_user(db, "second@example.com", admin=True)
     before = state(db)
     at = rights(page(admin_actor), "admin@example.com", "Revoke")
-    assert "your own admin access" in at.error[0].value
+    assert "your own admin access" in shown(at.error[0].value)
     assert state(db) == before
 
 
@@ -102,8 +103,40 @@ def test_reset_password_from_the_page(db, admin_actor, member_actor):
     at.text_input(key="gk_reset_password").input(NEW_PASSWORD)
     at.text_input(key="gk_reset_repeat").input(NEW_PASSWORD)
     at = at.button(key="FormSubmitter:gk_reset_password-Reset password").click().run()
-    assert "New password set for member@example.com" in at.success[0].value
+    assert "New password set for member@example.com" in shown(at.success[0].value)
     assert [r["action"] for r in audit_rows(db)][-1] == "password_reset"
     with session_scope(Actor.service("app"), engine=db.engine) as session:
         assert sign_in(session, "member@example.com", NEW_PASSWORD,
                        bcrypt_rounds=TEST_BCRYPT_ROUNDS).ok
+
+
+def test_sign_out_everywhere_from_the_page_ends_the_users_sessions(db, admin_actor,
+                                                                   member_actor):
+    from lib.users.sessions import live_session
+    from tests.support.apptest import start_test_session
+
+    sids = [start_test_session(member_actor) for _ in range(2)]
+    at = page(admin_actor)
+    at.selectbox(key="gk_sign_out_user").select("member@example.com")
+    at = at.button(key="FormSubmitter:gk_sign_out_everywhere-Sign this user out everywhere"
+                   ).click().run()
+    assert "Signed member@example.com out everywhere (2 session(s) ended)." in shown(
+        at.success[0].value)
+    with session_scope(Actor.service("app"), engine=db.engine) as session:
+        assert [live_session(session, sid) for sid in sids] == [None, None]
+    [row] = audit_rows(db, "signed_out_everywhere")
+    assert row["user_id"] == admin_actor.user_id
+    assert not at.exception and at.title[0].value == "Admins"  # the admin's own session stays
+
+
+def test_failed_sign_ins_are_listed_with_their_counts(db, admin_actor):
+    with session_scope(Actor.service("app"), engine=db.engine) as session:
+        for _ in range(3):
+            sign_in(session, "admin@example.com", "not the password", client_address="203.0.113.9",
+                    bcrypt_rounds=TEST_BCRYPT_ROUNDS)
+    at = page(admin_actor)
+    table = at.dataframe[-1].value
+    assert list(table["Email"]) == ["admin@example.com"]
+    assert list(table["Client"]) == ["203.0.113.9"]
+    assert list(table["Failures"]) == [3]
+    assert "not the password" not in dump_text(db)

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from db.session import session_scope
 from lib.keys.writes import add_key, set_active
 from lib.runtime import build_runtime
-from tests.support.apptest import button, current_editor_key, page_test, rendered_text
+from tests.support.apptest import button, current_editor_key, page_test, rendered_text, shown
 from tests.support.keys import fake_key, key_audit_rows
 
 pytestmark = pytest.mark.one_server
@@ -46,7 +46,7 @@ def table_names(at: AppTest) -> list[str]:
 def test_new_install_shows_a_clear_empty_state(db, admin_actor):
     at = page(admin_actor).run()
     assert not at.exception
-    assert "No keys yet" in at.info[0].value
+    assert "No keys yet" in shown(at.info[0].value)
     assert not [d for d in at.dataframe]
 
 
@@ -59,7 +59,7 @@ def test_add_one_stores_the_key_and_shows_it_masked(db, admin_actor):
     at.text_input(key="keys_add_group_0").input("proj-a")
     button(at, "Add key").click().run()
     assert not at.exception
-    assert at.success[0].value == f"Added Project A (AIza…{secret[-4:]})."
+    assert shown(at.success[0].value) == f"Added Project A (AIza…{secret[-4:]})."
     assert stored(db) == {"Project A": (True, 7, False)}
     assert table_names(at) == ["Project A"]
     assert secret not in rendered_text(at, include_inputs=True)
@@ -70,7 +70,7 @@ def test_add_one_with_a_bad_key_explains_and_stores_nothing(db, admin_actor):
     at.text_input(key="keys_add_name_0").input("x")
     at.text_input(key="keys_add_key_0").input("AIzaNotAKey")
     button(at, "Add key").click().run()
-    assert "Not added" in at.error[0].value and "Gemini API key" in at.error[0].value
+    assert "Not added" in shown(at.error[0].value) and "Gemini API key" in shown(at.error[0].value)
     assert "AIzaNotAKey" not in rendered_text(at, include_inputs=True)
     assert stored(db) == {}
 
@@ -82,16 +82,16 @@ def test_add_many_previews_then_adds_only_the_good_lines(db, admin_actor):
     box.input(f"alpha,{good}\nbeta,not-a-key\n{other}\n")
     button(at, "Add the keys").click().run()  # without a preview first: nothing is added
     assert stored(db) == {}
-    assert "Check the preview" in at.warning[0].value
+    assert "Check the preview" in shown(at.warning[0].value)
     button(at, "Preview").click().run()
-    assert "1 will be added" not in at.markdown[-1].value  # two lines pass
-    assert "2 will be added, 1 refused" in at.markdown[-1].value
+    assert "1 will be added" not in shown(at.markdown[-1].value)  # two lines pass
+    assert "2 will be added, 1 refused" in shown(at.markdown[-1].value)
     preview = at.dataframe[-1].value
     assert list(preview["line"]) == [1, 2, 3]
     assert preview["result"][1].startswith("refused: doesn't look like a Gemini API key")
     button(at, "Add the keys").click().run()
     assert not at.exception
-    assert "Added 2 key(s); skipped 1 refused line(s)." in at.success[0].value
+    assert "Added 2 key(s); skipped 1 refused line(s)." in shown(at.success[0].value)
     assert set(stored(db)) == {"alpha", next(n for n in stored(db) if n.startswith("key-"))}
     text_ = rendered_text(at, include_inputs=True)
     assert good not in text_ and other not in text_
@@ -110,7 +110,7 @@ def test_bulk_edit_saves_active_and_priority_once_with_an_audit_row_per_key(db, 
     at.run()
     button(at, "Save changes (3)").click().run()
     assert not at.exception
-    message = at.success[0].value
+    message = shown(at.success[0].value)
     assert "Saved 3 key(s)" in message and "b: priority 20 → 500" in message
     assert stored(db) == {"a": (False, 30, False), "b": (True, 500, False),
                           "c": (False, 5, False)}
@@ -127,7 +127,7 @@ def test_archive_asks_for_confirmation_first(db, admin_actor):
                                     "added_rows": [], "deleted_rows": []}
     at.run()
     button(at, "Archive ticked (1)").click().run()
-    assert "Archive 1 key(s): old?" in at.warning[0].value
+    assert "Archive 1 key(s): old?" in shown(at.warning[0].value)
     assert stored(db)["old"][2] is False  # not yet
     button(at, "Cancel").click().run()
     assert not at.warning and stored(db)["old"][2] is False
@@ -137,7 +137,7 @@ def test_archive_asks_for_confirmation_first(db, admin_actor):
     button(at, "Archive ticked (1)").click().run()
     button(at, "Yes, archive").click().run()
     assert not at.exception
-    assert "Archived 1 key(s): old." in at.success[0].value
+    assert "Archived 1 key(s): old." in shown(at.success[0].value)
     assert stored(db)["old"][2] is True
     assert table_names(at) == ["keep"]
     assert [a["action"] for a in key_audit_rows(db)][-1] == "key_archived"
@@ -161,7 +161,7 @@ def test_filters_narrow_the_table(db, admin_actor):
     at.selectbox(key="keys_status").set_value("Inactive").run()
     assert table_names(at) == ["gamma"]
     at.text_input(key="keys_search").input("nothing-like-this").run()
-    assert "No key matches" in at.info[0].value
+    assert "No key matches" in shown(at.info[0].value)
 
 
 @pytest.mark.parametrize("who", ["anonymous", "member"])
@@ -197,7 +197,7 @@ def test_row_actions_hook_gets_the_ticked_rows(db, admin_actor, monkeypatch):
     at.run()
     button(at, "Check (1)").click().run()
     assert seen == [["b"]]
-    assert at.info[0].value == "Checked 1 key(s)."
+    assert shown(at.info[0].value) == "Checked 1 key(s)."
 
 
 def test_check_action_asks_gemini_and_deactivates_an_invalid_key(db, admin_actor, monkeypatch,
@@ -219,10 +219,10 @@ def test_check_action_asks_gemini_and_deactivates_an_invalid_key(db, admin_actor
         at.run()
         button(at, "Check (2)").click().run()
         assert {r.headers.get("x-goog-api-key") for r in fake.requests} == {good, bad}
-    message = at.info[0].value
+    message = shown(at.info[0].value)
     assert "**good**: ok" in message and "**bad**: invalid (deactivated)" in message
-    shown = rendered_text(at, include_inputs=True)
-    assert good not in shown and bad not in shown
+    page_text = rendered_text(at, include_inputs=True)
+    assert good not in page_text and bad not in page_text
     assert stored(db)["bad"][0] is False and stored(db)["good"][0] is True
     actions = [r["action"] for r in key_audit_rows(db)]
     assert actions.count("key_checked") == 2 and actions.count("key_auto_disabled") == 1
@@ -248,7 +248,7 @@ def test_edit_one_key_changes_each_field_with_its_own_audit_row(db, admin_actor)
     active.set_value(False)
     button(at, "Save key").click().run()
     assert not at.exception
-    assert "changed name, group, priority, active" in at.success[0].value
+    assert "changed name, group, priority, active" in shown(at.success[0].value)
     assert stored(db) == {"edited": (False, 7, False)}
     actions = [r["action"] for r in key_audit_rows(db)]
     assert actions.count("key_added") == 1 and len(actions) == 5
@@ -263,6 +263,6 @@ def test_edit_one_key_with_a_bad_field_stores_nothing(db, admin_actor):
     group.input("another-project")
     name.input("TAKEN")
     button(at, "Save key").click().run()
-    assert "Not saved" in at.error[0].value and "already exists" in at.error[0].value
+    assert "Not saved" in shown(at.error[0].value) and "already exists" in shown(at.error[0].value)
     assert stored(db)["edit-me"] == (True, 5, False)
     assert [r["action"] for r in key_audit_rows(db)] == ["key_added", "key_added"]

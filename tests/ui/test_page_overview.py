@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from db.session import Actor, session_scope
 from lib.audit.log import Action, write_audit
 from lib.clock import utc_today
-from tests.support.apptest import page_test
+from tests.support.apptest import page_test, shown
 from tests.support.stats_rows import insert_key, insert_stat
 
 pytestmark = pytest.mark.one_server
@@ -26,7 +26,7 @@ def metric(at: AppTest, label: str) -> str:
 
 
 def all_alert_text(at: AppTest) -> str:
-    return "\n".join(e.value for e in (*at.error, *at.warning, *at.info, *at.success))
+    return "\n".join(shown(e.value) for e in (*at.error, *at.warning, *at.info, *at.success))
 
 
 @pytest.fixture
@@ -93,5 +93,5 @@ def test_quiet_fleet_says_nothing_needs_attention(db, admin_actor):
             key = insert_key(s, name, last_used=dt.datetime(2026, 1, 1))
             insert_stat(s, key, utc_today(), ok=10)
     at = page_as(admin_actor)
-    assert [e.value for e in at.success] == ["Nothing needs attention."]
+    assert [shown(e.value) for e in at.success] == ["Nothing needs attention."]
     assert not at.error and not at.warning
