@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     Float,
@@ -110,6 +111,30 @@ class UsageStat(Base):
     avg_response_time: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime | None] = mapped_column(server_default=text("now()"))
 
+
+
+class ModelUsageStat(Base):
+    """The spec's daily counts per key, split by model, with Gemini's token counts."""
+
+    __tablename__ = "gemini_key_model_usage_stats"
+
+    key_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("gemini_api_keys.id", ondelete="CASCADE"),
+        primary_key=True)
+    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True,
+                                       server_default=text("''"))
+    request_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    success_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    failure_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    rate_limit_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    avg_response_time: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    output_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    thoughts_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    total_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
 
 # Held exclusively with the check row (start-up, rotation, restore) and shared by migration
 # 0005's trigger for every new ciphertext, so a key added during a rotation waits for it.

@@ -171,6 +171,7 @@ class Lease:
     api_key: str = field(repr=False)
     priority: int
     group_label: str | None
+    model: str | None = None
     recorded: bool = field(default=False, repr=False)
 
 
@@ -231,7 +232,7 @@ class KeyPool:
 
     # -- acquire -----------------------------------------------------------------------------
 
-    def acquire(self) -> Lease:
+    def acquire(self, model: str | None = None) -> Lease:
         """The best key now; NoKeyAvailable (saying when one frees up) if there is none.
 
         A key that fails to decrypt is never handed out: it is deactivated (audited,
@@ -258,7 +259,7 @@ class KeyPool:
                 if failures >= self.policy.max_decryption_failures:
                     raise
                 continue
-            return Lease(row.id, row.name, api_key, row.priority, row.group_label)
+            return Lease(row.id, row.name, api_key, row.priority, row.group_label, model)
 
     def _disable_undecryptable(self, key_id: uuid.UUID, error: KeyDecryptionError) -> None:
         log.error("key pool: %s; key deactivated", error)
@@ -276,7 +277,7 @@ class KeyPool:
     # -- record ------------------------------------------------------------------------------
 
     def record(self, lease: Lease, outcome: str, latency_ms: float,
-               error: Any = None) -> Verdict:
+               error: Any = None, usage: dict[str, Any] | None = None) -> Verdict:
         """Count one call of `lease`'s key: outcome success / failure / rate_limited / invalid.
 
         error may be a GeminiError, an exception, an HTTP status, or (status, body): it is
@@ -324,13 +325,13 @@ class KeyPool:
                                or "minute", error=details)
 
     @contextmanager
-    def lease(self) -> Iterator[Lease]:
+    def lease(self, model: str | None = None) -> Iterator[Lease]:
         """acquire(), time the body, record success, or failure if the body raises.
 
         The body may call record() itself (e.g. for a 429 it handled); then nothing more
         is recorded. The exception is classified like record()'s error argument.
         """
-        lease = self.acquire()
+        lease = self.acquire(model)
         started = time.perf_counter()
         try:
             yield lease

@@ -10,17 +10,22 @@ from sqlalchemy.exc import DBAPIError
 
 from db.session import Actor, session_scope
 
-TABLES = ("gemini_api_keys", "gemini_key_audit_log", "gemini_key_usage_stats")
+TABLES = ("gemini_api_keys", "gemini_key_audit_log", "gemini_key_usage_stats",
+          "gemini_key_model_usage_stats")
 INSERTS = {
     "gemini_api_keys": "INSERT INTO gemini_api_keys (name, encrypted_key, encryption_iv, "
                        "encryption_tag) VALUES ('intruder', 'x', 'y', 'z')",
     "gemini_key_audit_log": "INSERT INTO gemini_key_audit_log (action) VALUES ('forged')",
     "gemini_key_usage_stats": "INSERT INTO gemini_key_usage_stats (key_id, date) "
                               "VALUES (:key_id, DATE '2001-01-01')",
+    "gemini_key_model_usage_stats": "INSERT INTO gemini_key_model_usage_stats "
+                                    "(key_id, date, model) "
+                                    "VALUES (:key_id, DATE '2001-01-01', 'gemini-2.5-flash')",
 }
 UPDATES = {
     "gemini_api_keys": "UPDATE gemini_api_keys SET priority = 99",
     "gemini_key_usage_stats": "UPDATE gemini_key_usage_stats SET request_count = 99",
+    "gemini_key_model_usage_stats": "UPDATE gemini_key_model_usage_stats SET total_tokens = 99",
 }
 
 
@@ -35,6 +40,9 @@ def seeded(db) -> uuid.UUID:
                              "VALUES (:k, 'key_added')"), {"k": key_id})
         session.execute(text("INSERT INTO gemini_key_usage_stats (key_id, date, request_count) "
                              "VALUES (:k, current_date, 3)"), {"k": key_id})
+        session.execute(text("INSERT INTO gemini_key_model_usage_stats "
+                             "(key_id, date, model, request_count) "
+                             "VALUES (:k, current_date, 'gemini-2.5-flash', 3)"), {"k": key_id})
     return key_id
 
 
@@ -96,7 +104,7 @@ def test_admin_can_insert(db, seeded, admin_actor, table):
 def test_admin_can_update_and_delete(db, seeded, admin_actor, table):
     with session_scope(admin_actor, engine=db.engine) as session:
         assert session.execute(text(UPDATES[table])).rowcount == 1
-    if table == "gemini_key_usage_stats":
+    if table in ("gemini_key_usage_stats", "gemini_key_model_usage_stats"):
         with session_scope(admin_actor, engine=db.engine) as session:
             assert session.execute(text(f"DELETE FROM {table}")).rowcount == 1
 
