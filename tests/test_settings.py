@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -199,3 +201,10 @@ def test_the_server_environment_keeps_paths_and_locale_and_drops_everything_else
            "PGPASSWORD": "pw", "AWS_SECRET_ACCESS_KEY": "s"}
     assert server_environment(env) == {"PATH": "/usr/bin", "HOME": "/root",
                                        "LC_ALL": "C.UTF-8", "TMPDIR": "/tmp"}
+
+
+def test_every_setting_is_documented_in_the_readme_configuration_table():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.MULTILINE))
+    assert {setting.env for setting in SETTINGS.values()} - documented == set()
