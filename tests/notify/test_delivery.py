@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from db.session import Actor, session_scope
 from lib.notify import events
 from lib.notify.events import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from tests.support.databases import REPO_ROOT
 from tests.support.webhook_receiver import SECRET
 
 
@@ -191,3 +192,19 @@ def test_only_the_service_identity_touches_the_claims(db, admin_actor, actor):
     with pytest.raises(DBAPIError, match="permission denied"), \
             session_scope(who, engine=db.app_engine) as session:
         session.execute(text("SELECT count(*) FROM gemini_notification_claims"))
+
+
+def test_the_readme_s_verification_code_accepts_our_signature(receiver, make_notifier):
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("### Verifying the signature", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 - our own README's snippet
+    make_notifier().submit(disabled())
+    [got] = receiver.wait_for(1)
+    headers = {"X-Gemini-Keys-Timestamp": got.headers["x-gemini-keys-timestamp"],
+               "X-Gemini-Keys-Signature": got.headers["x-gemini-keys-signature"]}
+
+    assert namespace["verify"](SECRET, headers, got.body)
+    assert not namespace["verify"](SECRET, headers, got.body.replace(b"main", b"mane"))
+    assert not namespace["verify"]("wrong-secret-0123456789", headers, got.body)
