@@ -19,9 +19,11 @@ import atexit
 import contextlib
 import logging
 import queue
+import re
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from lib.notify.events import (
     redacted_url,
     signature,
 )
+from lib.redact import remember_secret
 from lib.settings import Settings, webhook_url_problem
 
 log = logging.getLogger("gemini_keys.notify")
@@ -279,6 +282,11 @@ def configure(settings: Settings, engine: Engine | None) -> Notifier | None:
     is set. lib.runtime calls it once per process start."""
     global _current
     config = WebhookConfig.from_settings(settings)
+    for url in config.urls:  # a URL's path and query tokens, wherever they might show up
+        parts = urllib.parse.urlsplit(url)
+        for part in re.split(r"[/?&=#;]", f"{parts.path}?{parts.query}"):
+            remember_secret(part)
+    remember_secret(config.secret)
     with _current_lock:
         old = _current
         if old is not None and old.config == config and old.engine is engine:

@@ -10,8 +10,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from db.session import Actor, session_scope
-from lib.notify import events
+from lib.logging_setup import configure_logging
+from lib.notify import delivery, events
 from lib.notify.events import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from lib.settings import Settings
 from tests.support.databases import REPO_ROOT
 from tests.support.webhook_receiver import SECRET
 
@@ -208,3 +210,17 @@ def test_the_readme_s_verification_code_accepts_our_signature(receiver, make_not
     assert namespace["verify"](SECRET, headers, got.body)
     assert not namespace["verify"](SECRET, headers, got.body.replace(b"main", b"mane"))
     assert not namespace["verify"]("wrong-secret-0123456789", headers, got.body)
+
+
+def test_configured_urls_and_the_secret_are_redacted_from_every_log(receiver, caplog):
+    slack = "https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/Xy7sEcReTtOkEn1234abcd"
+    settings = Settings.load({"GEMINI_KEYS_WEBHOOK_URLS": f"{receiver.url} {slack}",
+                              "GEMINI_KEYS_WEBHOOK_SECRET": SECRET})
+    configure_logging(settings.log_level)  # as every process does at start-up (lib.runtime)
+    with caplog.at_level(logging.INFO, logger="gemini_keys"):
+        assert delivery.configure(settings, None) is not None
+        logging.getLogger("gemini_keys.test").warning("oops: %s and %s", slack, SECRET)
+        delivery.shutdown(timeout=5)
+    assert "Xy7sEcReTtOkEn1234abcd" not in caplog.text and SECRET not in caplog.text
+    assert "s3cr3tpathpart" not in caplog.text
+    assert "https://hooks.slack.com/…" in caplog.text  # "webhooks on: …" names the hosts

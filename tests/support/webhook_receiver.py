@@ -113,12 +113,13 @@ class WebhookReceiver:
                     owner._changed.notify_all()
                 owner._gate.wait(WAIT_SECONDS)
                 status = owner._next_status()
+                # Recorded before answering: once the sender has its answer, tests see it.
+                owner._record(Delivery(self.path, {k.lower(): v for k, v in
+                                                   self.headers.items()}, body, status))
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
-                owner._record(Delivery(self.path, {k.lower(): v for k, v in
-                                                   self.headers.items()}, body, status))
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
