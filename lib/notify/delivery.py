@@ -106,7 +106,8 @@ class Notifier:
                                  f"{webhook_url_problem(url)}")
         self.config = config
         self.engine = engine
-        self.counts: Counter[str] = Counter()  # submitted, sent, failed, dropped, duplicate …
+        # queued, duplicate, dropped, claimed_elsewhere, sent, retried, failed
+        self.counts: Counter[str] = Counter()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=config.queue_size)
         self._seen: dict[str, float] = {}  # dedupe_key -> monotonic expiry (this process)
         self._lock = threading.Lock()
@@ -129,6 +130,8 @@ class Notifier:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
+            with self._lock:  # not sent: a later occurrence in the window may try again
+                self._seen.pop(event.dedupe_key, None)
             self.counts["dropped"] += 1
             log.warning("webhook queue full (%d): dropped %s %s (%d dropped so far)",
                         self.config.queue_size, event.kind, event.id, self.counts["dropped"])

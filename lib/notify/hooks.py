@@ -12,6 +12,7 @@ too) throws them away: nobody is told about a change that did not happen.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ from lib.keys.status import ENABLED, IN_SERVICE, USABLE
 from lib.notify import delivery, events
 from lib.notify.events import Event
 
+log = logging.getLogger("gemini_keys.notify")
 PENDING = "gemini_keys.notify.pending"
 NEAR_LIMIT_SHARE = 0.9  # quota_near_limit speaks from this share of a limit on
 
@@ -64,8 +66,11 @@ def _committed(session: Session) -> None:
     pending = session.info.pop(PENDING, None)
     notifier = _on()
     if pending and notifier is not None:
-        for event in pending:
-            notifier.submit(event)
+        try:
+            for event in pending:
+                notifier.submit(event)
+        except Exception:  # noqa: BLE001 - the change is committed; never fail its caller
+            log.exception("webhooks: could not queue %d event(s)", len(pending))
 
 
 @sa_event.listens_for(Session, "after_soft_rollback")
