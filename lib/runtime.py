@@ -19,6 +19,7 @@ from lib.crypto.master_key import load_master_key, verify_master_key
 from lib.crypto.sealed import MasterKey
 from lib.errors import ConfigurationError
 from lib.logging_setup import configure_logging
+from lib.notify import delivery as notify_delivery
 from lib.operator_errors import primary_message
 from lib.settings import Settings, check_production_secrets, server_environment
 
@@ -142,4 +143,5 @@ def build_runtime(env: Mapping[str, str] | None = None,
     master, is_dev = load_master_key(settings)
     with session_scope(Actor.service("system"), engine=engine) as session:
         master = verify_master_key(session, master)
+    notify_delivery.configure(settings, engine)  # webhooks (off unless URLs are set)
     return Runtime(settings, engine, master, is_dev)

@@ -31,6 +31,12 @@ PLACEHOLDER_MARKERS = ("changeme", "change-me", "change_me", "placeholder", "exa
 # The example secrets.toml's DATABASE_URL, pasted unchanged.
 _URL_PLACEHOLDERS = (":password@", "[your-password]", "db.project.supabase.co")
 DEV_SECRET_FILES = ("master.key", "cookie.key")  # generated under the data dir in development
+# What webhooks may announce (lib/notify/events.py builds them); GEMINI_KEYS_WEBHOOK_EVENTS
+# picks some, "all" (the default) means every one.
+WEBHOOK_EVENTS = ("key.auto_disabled", "group.cooling_down", "tier.cooling_down",
+                  "pool.few_usable_keys", "quota.near_limit", "master_key.rotated")
+WEBHOOK_FORMATS = ("generic", "slack")
+MIN_WEBHOOK_SECRET_LENGTH = 16
 
 
 def _text(raw: str, name: str) -> str:
@@ -104,6 +110,58 @@ def normalise_origin(origin: str) -> str | None:
     return f"{parsed.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
+def webhook_url_problem(url: str) -> str | None:
+    """Why `url` cannot receive webhooks, or None (http(s) with a host, no user:password)."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "is not a URL"
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return "must be an http(s) URL"
+    if parsed.username or parsed.password:
+        return "must not carry user:password (sign with GEMINI_KEYS_WEBHOOK_SECRET instead)"
+    return None
+
+
+def _webhook_urls(raw: str, name: str) -> tuple[str, ...]:
+    urls = []
+    for item in raw.replace(",", " ").split():
+        problem = webhook_url_problem(item)
+        if problem:
+            # The path and query of a Slack-style URL are its secret: name the host only.
+            host = urllib.parse.urlsplit(item).netloc.rpartition("@")[2][:60]
+            raise ConfigurationError(f"{name}: each URL {problem} (got one for {host!r})")
+        urls.append(item)
+    return tuple(urls)
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(raw: str, name: str) -> str:
+        if raw.lower() not in choices:
+            raise ConfigurationError(f"{name} must be one of {', '.join(choices)} "
+                                     f"(got {raw[:20]!r})")
+        return raw.lower()
+    return parse
+
+
+def _webhook_events(raw: str, name: str) -> tuple[str, ...]:
+    wanted = [item.strip().lower() for item in raw.split(",") if item.strip()]
+    if not wanted or wanted == ["all"]:
+        return WEBHOOK_EVENTS
+    unknown = [item for item in wanted if item not in WEBHOOK_EVENTS]
+    if unknown:
+        raise ConfigurationError(f"{name} must be 'all' or a comma-separated list of "
+                                 f"{', '.join(WEBHOOK_EVENTS)} (unknown: {unknown[0][:40]!r})")
+    return tuple(event for event in WEBHOOK_EVENTS if event in wanted)
+
+
+def _webhook_secret(raw: str, name: str) -> str:
+    if raw and len(raw) < MIN_WEBHOOK_SECRET_LENGTH:
+        raise ConfigurationError(f"{name} must be at least {MIN_WEBHOOK_SECRET_LENGTH} "
+                                 f"characters (got {len(raw)}), or empty for unsigned webhooks")
+    return raw
+
+
 def _origins(raw: str, name: str) -> tuple[str, ...]:
     origins = []
     for item in filter(None, (part.strip() for part in raw.split(","))):
@@ -155,6 +213,15 @@ class Settings:
     gemini_api_base_url: str
     log_level: int
     min_usable_keys: int
+    webhook_urls: tuple[str, ...] = field(repr=False)  # empty: no notifications
+    webhook_format: Literal["generic", "slack"]
+    webhook_events: tuple[str, ...]
+    webhook_secret: str = field(repr=False)    # HMAC-SHA256 key for the signature header
+    webhook_dedupe_seconds: float     # the same event (per key, group, tier...) once per window
+    webhook_timeout_seconds: float
+    webhook_max_attempts: int
+    webhook_retry_seconds: float      # first retry's delay; doubles per attempt (capped)
+    webhook_queue_size: int
     rotation_test_delay: float        # hidden: seconds a rotation sleeps per batch (tests)
 
     @classmethod
@@ -213,6 +280,19 @@ SETTINGS: dict[str, Setting] = {
     "gemini_api_base_url": Setting("GEMINI_API_BASE_URL", DEFAULT_GEMINI_BASE_URL, _base_url),
     "log_level": Setting("GEMINI_KEYS_LOG_LEVEL", "INFO", _log_level),
     "min_usable_keys": Setting("GEMINI_KEYS_MIN_USABLE_KEYS", "2", _number(int, 0, 100_000)),
+    "webhook_urls": Setting("GEMINI_KEYS_WEBHOOK_URLS", "", _webhook_urls, secret=True),
+    "webhook_format": Setting("GEMINI_KEYS_WEBHOOK_FORMAT", "generic", _one_of(WEBHOOK_FORMATS)),
+    "webhook_events": Setting("GEMINI_KEYS_WEBHOOK_EVENTS", "all", _webhook_events),
+    "webhook_secret": Setting("GEMINI_KEYS_WEBHOOK_SECRET", "", _webhook_secret, secret=True),
+    "webhook_dedupe_seconds": Setting("GEMINI_KEYS_WEBHOOK_DEDUPE_SECONDS", "900",
+                                      _number(float, 0, 7 * 86400)),
+    "webhook_timeout_seconds": Setting("GEMINI_KEYS_WEBHOOK_TIMEOUT_SECONDS", "5",
+                                       _number(float, 0.1, 60)),
+    "webhook_max_attempts": Setting("GEMINI_KEYS_WEBHOOK_MAX_ATTEMPTS", "4", _number(int, 1, 10)),
+    "webhook_retry_seconds": Setting("GEMINI_KEYS_WEBHOOK_RETRY_SECONDS", "2",
+                                     _number(float, 0, 60)),
+    "webhook_queue_size": Setting("GEMINI_KEYS_WEBHOOK_QUEUE_SIZE", "100",
+                                  _number(int, 1, 10_000)),
     "rotation_test_delay": Setting("GEMINI_KEYS_ROTATION_TEST_DELAY", "0", _number(float, 0, 60)),
 }
 assert set(SETTINGS) == {f.name for f in fields(Settings)}

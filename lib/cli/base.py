@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from db.session import Actor, session_scope
 from lib.errors import GeminiKeysError
 from lib.logging_setup import configure_logging
+from lib.notify import delivery as notify_delivery
 from lib.operator_errors import describe
 from lib.runtime import Runtime, build_runtime, engine_for, require_current_schema
 from lib.settings import Settings
@@ -59,6 +60,7 @@ class CliContext:
         if self._engine is None:
             engine = engine_for(self.settings)
             require_current_schema(engine)
+            notify_delivery.configure(self.settings, engine)  # webhooks (off unless set)
             self._engine = engine
         return self._engine
 

@@ -34,6 +34,7 @@ from lib.errors import InvalidInput
 from lib.key_format import ApiKeyText
 from lib.keys.status import NOT_DELETED
 from lib.keys.writes import reseal
+from lib.notify import hooks as notify
 from lib.secret_files import publish_secret_file
 
 BATCH_SIZE = 100
@@ -95,6 +96,8 @@ def rotate_master_key(session: Session, current: MasterKey, new_key: bytes, *,
     write_audit(session, action=Action.MASTER_KEY_ROTATED, details={
         "count": total, "skipped_deleted": skipped,
         "old_version": old.version, "new_version": new.version})
+    notify.master_key_rotated(session, rotated=total, skipped_deleted=skipped,
+                              old_version=old.version, new_version=new.version)
     return RotationResult(total, skipped, old.version, new.version, new)
 
 

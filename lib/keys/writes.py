@@ -34,6 +34,7 @@ from lib.keys.rules import (
     validate_reason,
 )
 from lib.keys.status import NOT_DELETED
+from lib.notify import hooks as notify
 
 # -- adding ---------------------------------------------------------------------------------
 
@@ -343,6 +344,7 @@ def auto_disable(session: Session, key_id: uuid.UUID, *, reason: str, trigger: s
         "error": error,
         **({"detail": note} if note else {}),
     })
+    notify.key_auto_disabled(session, key_id, reason=reason, trigger=trigger)  # after commit
     return True
 
 
@@ -379,5 +381,7 @@ def apply_cooldown(session: Session, key_id: uuid.UUID, *, until: dt.datetime,
         if same_group:
             details["group_label"] = group_label
         write_audit(session, action=Action.KEY_COOLDOWN, key_id=row.id, details=details)
+    notify.keys_cooled(session, key_id, [row.id for row in rows], group_label=group_label,
+                       whole_group=same_group, until=until, scope=scope)  # after commit
     return [row.name for row in rows]
 
