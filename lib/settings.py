@@ -156,6 +156,7 @@ class Settings:
     log_level: int
     min_usable_keys: int
     rotation_test_delay: float        # hidden: seconds a rotation sleeps per batch (tests)
+    setup_code_minutes: int           # how long the first-admin setup code is valid
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None,
@@ -213,6 +214,8 @@ SETTINGS: dict[str, Setting] = {
     "gemini_api_base_url": Setting("GEMINI_API_BASE_URL", DEFAULT_GEMINI_BASE_URL, _base_url),
     "log_level": Setting("GEMINI_KEYS_LOG_LEVEL", "INFO", _log_level),
     "min_usable_keys": Setting("GEMINI_KEYS_MIN_USABLE_KEYS", "2", _number(int, 0, 100_000)),
+    "setup_code_minutes": Setting("GEMINI_KEYS_SETUP_CODE_MINUTES", "60",
+                                  _number(int, 1, 24 * 60)),
     "rotation_test_delay": Setting("GEMINI_KEYS_ROTATION_TEST_DELAY", "0", _number(float, 0, 60)),
 }
 assert set(SETTINGS) == {f.name for f in fields(Settings)}

@@ -1,8 +1,9 @@
 """A freshly started server on a free port against its own new database, and headless Debian
 Chromium for Playwright. Used by the fixtures in tests/e2e/conftest.py.
 
-The server is `streamlit run asgi_app.py` (app.py behind the HTTP routes and headers of
-lib/ui/asgi.py), as in production; run_app(entry="app.py") starts app.py alone."""
+The server is `streamlit run app.py` (st.App serving dashboard.py behind the HTTP routes,
+headers and lifespan of lib/ui/asgi.py and lib/ui/startup.py), as in production;
+run_app(entry="dashboard.py") starts the dashboard script alone."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 ADMIN_EMAIL = "e2e-admin@example.com"
-ENTRY = "asgi_app.py"
+ENTRY = "app.py"
 
 
 @dataclass
