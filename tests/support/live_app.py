@@ -95,13 +95,15 @@ def seed_admin(database_url: str, email: str, password: str) -> None:
 
 @contextmanager
 def run_app(database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None,
-            app_url: str | None = None, entry: str = ENTRY) -> Iterator[LiveApp]:
-    """Migrate `database_url` (the owner's), seed an admin, start the server (`entry`);
-    stop it afterwards. The server gets only the app's login (DATABASE_URL: `app_url`, by
-    default the app's own login role), as in production."""
+            app_url: str | None = None, entry: str = ENTRY,
+            with_admin: bool = True) -> Iterator[LiveApp]:
+    """Migrate `database_url` (the owner's), seed an admin (unless not `with_admin`), start
+    the server (`entry`); stop it afterwards. The server gets only the app's login
+    (DATABASE_URL: `app_url`, by default the app's own login role), as in production."""
     upgrade(get_engine(database_url))
     password = "e2e " + secrets.token_urlsafe(18)
-    seed_admin(database_url, ADMIN_EMAIL, password)
+    if with_admin:
+        seed_admin(database_url, ADMIN_EMAIL, password)
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ,
