@@ -41,7 +41,6 @@ class Action(StrEnum):
     SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
     SETUP_CODE_ISSUED = "setup_code_issued"  # printed to the server console, no admin yet
     SETUP_CODE_FAILED = "setup_code_failed"  # a wrong, expired or used code was entered
-    SETUP_CODE_USED = "setup_code_used"  # the first admin was created with it
 
 
 # Verbs that older rows carry but nothing writes any more (still listed, to filter by).

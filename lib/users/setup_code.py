@@ -4,9 +4,10 @@ While no admin exists, the server prints a setup code to its console (lib/ui/sta
 server start; the sign-in page prints a new one when the last has expired or been used).
 Only its SHA-256 is stored, in the single row of gemini_setup_code (migration 0013). The
 code creates one admin, once, before it expires, and never once any admin exists (one
-made with `create-user --admin` included). Wrong codes are counted per 15-minute window
-(across codes, so a new code does not reset the count) and audited; past MAX_FAILURES the
-form is refused until the window ends.
+made with `create-user --admin` included). Issuing a code is audited (setup_code_issued),
+so is each wrong one (setup_code_failed) and the admin it creates (user_created, "via":
+"setup code"). Wrong codes are counted per 15-minute window (across codes, so a new code
+does not reset the count); past MAX_FAILURES the form is refused until the window ends.
 
 Everything here runs as the service identity (the sign-in page's), in the caller's
 transaction; a refused attempt returns its message so the caller commits its count.
@@ -139,7 +140,6 @@ def create_first_admin(session: Session, *, code: str, email: str, password: str
         return WRONG_CODE
     session.execute(text("UPDATE gemini_setup_code SET used_at = :now WHERE id = 1"),
                     {"now": now})
-    account = create_user(session, email=email, password=password,
-                          bcrypt_rounds=bcrypt_rounds, admin=True)
-    write_audit(session, action=Action.SETUP_CODE_USED, details={"email": email})
-    return account
+    # One audit row for the success: user_created, via the setup code.
+    return create_user(session, email=email, password=password, bcrypt_rounds=bcrypt_rounds,
+                       admin=True, via="setup code")
