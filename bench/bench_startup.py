@@ -11,8 +11,9 @@ the sign-in form's password box is visible. Three starts:
 - warm: the same clone started again, its PostgreSQL still running (as it keeps running);
 - data, server stopped: the same clone after its PostgreSQL was stopped (after a reboot).
 
-Each row's baseline is the health endpoint's time of the same start. The embedded server
-started here is stopped at the end (by the pid in its postmaster.pid).
+Each row's baseline is the health endpoint's time of the same start; a last row times a
+one-line Streamlit script the same way, the floor any Streamlit app pays on this machine.
+The embedded server started here is stopped at the end (by the pid in its postmaster.pid).
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ def one_start(clone: Path, browser) -> tuple[float, float]:
         log.close()
 
 
+HELLO = 'import streamlit as st\nst.text_input("Password", type="password")\n'
+
+
+def hello_start(directory: Path, browser) -> tuple[float, float]:
+    """The floor: a one-line Streamlit script's form, the same way (no database at all)."""
+    (directory / "hello").mkdir(exist_ok=True)
+    (directory / "hello" / "app.py").write_text(HELLO)
+    return one_start(directory / "hello", browser)
+
+
 def stop_embedded(clone: Path) -> None:
     """Stop the PostgreSQL this benchmark started (smart shutdown, by its pid)."""
     pidfile = clone / ".data" / "pg" / "postmaster.pid"
@@ -128,12 +139,15 @@ def run(quick: bool = False) -> list[dict]:
                 runs.append(("warm", one_start(clone, browser)))
             stop_embedded(clone)
             runs.append(("data, server stopped", one_start(clone, browser)))
+            hello = hello_start(Path(tmp), browser)
         finally:
             browser.close()
             stop_embedded(clone)
         for label, (health, form) in runs:
             rows.append(row(f"sign-in form after `streamlit run app.py`, {label}", form,
                             "health endpoint answers, same start", health, AIMS[label]))
+        rows.append(row("the floor: a one-line Streamlit script's password box", hello[1],
+                        "health endpoint answers, same start", hello[0], "info"))
     return rows
 
 
