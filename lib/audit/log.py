@@ -39,6 +39,8 @@ class Action(StrEnum):
     SIGN_IN_THROTTLED = "sign_in_throttled"  # the first refused attempt of one, per window
     ACCOUNT_LOCKED = "account_locked"  # retired: sign-in is throttled now, never locked
     SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
+    SETUP_CODE_ISSUED = "setup_code_issued"  # printed to the server console, no admin yet
+    SETUP_CODE_FAILED = "setup_code_failed"  # a wrong, expired or used code was entered
 
 
 # Verbs that older rows carry but nothing writes any more (still listed, to filter by).

@@ -1,4 +1,4 @@
-"""What only the HTTP layer can do, for st.App (asgi_app.py serves app.py with these):
+"""What only the HTTP layer can do, for st.App (app.py serves dashboard.py with these):
 
 - COOKIE_ROUTE: redeems a ticket from lib/ui/cookie.py and sets (or clears) the sign-in
   cookie HttpOnly, SameSite=Strict, Secure in production. Only for requests whose Origin is

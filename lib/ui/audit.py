@@ -111,12 +111,12 @@ def entries_table(page: AuditPage) -> None:
             "details": [summary(e.details) for e in page.entries],
         }), hide_index=True, width="stretch")
     newest, newer, older, _ = st.columns([1, 1, 1, 5])
-    newest.button("⇤ Newest", key="audit_newest", disabled=not page.has_newer, on_click=go,
-                  args=(None,))
-    newer.button("← Newer", key="audit_newer", disabled=not page.has_newer, on_click=go,
-                 args=("newer", page.newest))
-    older.button("Older →", key="audit_older", disabled=not page.has_older, on_click=go,
-                 args=("older", page.oldest))
+    newest.button("Newest", key="audit_newest", disabled=not page.has_newer, on_click=go,
+                  args=(None,), icon=":material/first_page:")
+    newer.button("Newer", key="audit_newer", disabled=not page.has_newer, on_click=go,
+                 args=("newer", page.newest), icon=":material/chevron_left:")
+    older.button("Older", key="audit_older", disabled=not page.has_older, on_click=go,
+                 args=("older", page.oldest), icon=":material/chevron_right:")
 
 
 def entry_details(page: AuditPage) -> None:

@@ -7,8 +7,8 @@ COOKIE_ROUTE (lib/ui/asgi.py), whose response sets the cookie HttpOnly, SameSite
 Secure in production (or clears it). The snippet is rendered again on every run until the
 ticket is redeemed or expires, so a rerun right after signing in or out cannot drop it.
 
-The route exists only when the app is served through st.App (asgi_app.py). Served plainly
-(`streamlit run app.py`), no ticket is issued: a sign-in then lasts as long as the browser
+The route exists only when the app is served through st.App (app.py). Served plainly
+(`streamlit run dashboard.py`), no ticket is issued: a sign-in then lasts as long as the browser
 tab's connection and a reload asks for the password again.
 """
 

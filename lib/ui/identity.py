@@ -19,6 +19,9 @@ from lib.runtime import Runtime
 # {"id": "<uuid>", "email": "...", "session": "<session id>"} once signed in; the session is
 # checked against its row (lib.users.sessions) on every run.
 SESSION_USER = "gk_user"
+# Set once this browser session's user was found to be an admin; while the database is away
+# (nothing can be checked) it decides whether the outage page names the cause.
+KNOWN_ADMIN = "gk_known_admin"
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,21 @@ def remember_user(user_id: uuid.UUID, email: str, session_id: str) -> None:
 def forget_user() -> None:
     """Sign this browser session out (the session row and the cookie are the caller's)."""
     st.session_state.pop(SESSION_USER, None)
+    st.session_state.pop(KNOWN_ADMIN, None)
+
+
+def note_admin(is_admin: bool) -> None:
+    """Remember what the last check said (dashboard.py, after is_admin_now)."""
+    if is_admin:
+        st.session_state[KNOWN_ADMIN] = True
+    else:
+        st.session_state.pop(KNOWN_ADMIN, None)
+
+
+def was_admin() -> bool:
+    """Whether this browser session is signed in and was an admin at the last check (for
+    messages while nothing can be checked; never a reason to show data)."""
+    return bool(st.session_state.get(SESSION_USER)) and bool(st.session_state.get(KNOWN_ADMIN))
 
 
 def is_admin_now(runtime: Runtime, actor: Actor) -> bool:

@@ -32,7 +32,6 @@ from lib.ui.identity import (
 )
 from lib.ui.runtime import get_cookie_settings, get_runtime
 from lib.ui.text import inert, md
-from lib.users.accounts import admin_exists
 from lib.users.sessions import (
     end_session,
     issue_token,
@@ -53,10 +52,6 @@ LOCAL_CLIENT = "localhost"  # Streamlit reports no address for loopback connecti
 _sign_in_locks: dict[str, threading.Lock] = {}
 _outcomes: dict[str, tuple[uuid.UUID, str, str, str] | str] = {}
 _outcomes_lock = threading.Lock()
-FIRST_RUN_HELP = (
-    "**No admin exists yet.** Create the first one on the server, then sign in here:\n\n"
-    "```\npython -m lib.cli create-user --email you@example.com --admin --password-stdin\n```\n"
-    "The command reads the password from stdin (a hidden prompt on a terminal).")
 
 
 def current_actor(runtime: Runtime) -> Actor | None:
@@ -158,15 +153,21 @@ def _check_password(runtime: Runtime, email: str, password: str, client: str
 
 
 def _submit_sign_in() -> None:
-    """Form callback: runs before the next script run, so that run already has the user.
+    """Form callback: runs before the next script run, so that run already has the user."""
+    email = st.session_state.get(EMAIL_KEY, "")
+    password = st.session_state.get(PASSWORD_KEY, "")
+    st.session_state[PASSWORD_KEY] = ""  # never kept in the session
+    sign_in_with(email, password)
+
+
+def sign_in_with(email: str, password: str) -> None:
+    """Check the password and sign this browser session in (or keep the message to show).
 
     With fastReruns, a rerun request arriving during the slow password check stops this run
     and starts another at once, in another thread; this callback is then interrupted at its
     next session_state access. So the outcome is parked in plain Python under a per-session
     lock, and whichever run gets the lock next applies it (current_actor waits for it).
     """
-    email = st.session_state.get(EMAIL_KEY, "")
-    password = st.session_state.get(PASSWORD_KEY, "")
     session_id = _session_id()
     with _outcomes_lock:
         lock = _sign_in_locks.setdefault(session_id, threading.Lock())
@@ -181,7 +182,6 @@ def _submit_sign_in() -> None:
             outcome = "Signing in is not possible right now; try again later."
         with _outcomes_lock:
             _outcomes[session_id] = outcome
-    st.session_state[PASSWORD_KEY] = ""  # never kept in the session
     _apply_outcome()
 
 
@@ -229,11 +229,8 @@ def sign_out() -> None:
 
 
 def render_sign_in() -> None:
-    st.title("Gemini Key Manager")
-    with session_scope(Actor.service("app"), engine=get_runtime().engine) as session:
-        has_admin = admin_exists(session)
-    if not has_admin:
-        st.info(FIRST_RUN_HELP)
+    """The sign-in form (lib/ui/first_admin.py adds "Create the first admin" before any
+    admin exists)."""
     with st.form("gk_sign_in"):
         st.subheader("Sign in")
         st.text_input("Email", key=EMAIL_KEY, autocomplete="username")

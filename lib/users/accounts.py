@@ -117,8 +117,9 @@ def admin_exists(session: Session) -> bool:
 
 
 def create_user(session: Session, *, email: str, password: str, bcrypt_rounds: int,
-                admin: bool = False) -> Account:
-    """Create a user (and profile); audited as user_created in the caller's transaction."""
+                admin: bool = False, via: str | None = None) -> Account:
+    """Create a user (and profile); audited as user_created in the caller's transaction
+    (`via`: how, when not the usual way, e.g. "setup code")."""
     email = normalise_email(email)
     check_password_strength(password)
     with service_identity(session):
@@ -131,7 +132,8 @@ def create_user(session: Session, *, email: str, password: str, bcrypt_rounds: i
                          "hash": hash_password(password, bcrypt_rounds)})
     session.add(UserProfile(user_id=user.id, is_admin=admin))
     session.flush()
-    write_audit(session, action=Action.USER_CREATED, details={"email": email, "is_admin": admin})
+    write_audit(session, action=Action.USER_CREATED, details={
+        "email": email, "is_admin": admin, **({"via": via} if via else {})})
     return user
 
 

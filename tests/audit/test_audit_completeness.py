@@ -229,6 +229,30 @@ def sign_in_failure(failures_before: int, action: Action):
     return drive
 
 
+def setup_code(action: Action):
+    """Before any admin exists (the world's admin is made a plain user first)."""
+    def drive(w: World):
+        ensure_setup_code = need("lib.users.setup_code", "ensure_setup_code")
+        create_first_admin = need("lib.users.setup_code", "create_first_admin")
+        with w.db.engine.begin() as connection:
+            connection.execute(text("UPDATE user_profiles SET is_admin = false"))
+        app = Actor.service("app")
+        if action == Action.SETUP_CODE_FAILED:
+            with w.session(app) as session:
+                assert ensure_setup_code(session, minutes=60) is not None
+        yield
+        with w.session(app) as session:
+            if action == Action.SETUP_CODE_ISSUED:
+                assert ensure_setup_code(session, minutes=60) is not None
+            else:
+                assert isinstance(create_first_admin(
+                    session, code="WRONG-CODE-0000-0000", email="first@example.com",
+                    password=STRONG_PASSWORD, password_again=STRONG_PASSWORD,
+                    bcrypt_rounds=TEST_BCRYPT_ROUNDS), str)
+        return Outcome(action, None, None, same_transaction_as_key_change=False)
+    return drive
+
+
 def _deactivate(session, key_id):
     from lib.keys.writes import set_active
     set_active(session, key_id, False)
@@ -264,6 +288,8 @@ PATHS: dict[str, Callable] = {
     "sign_in_failed": sign_in_failure(0, Action.SIGN_IN_FAILED),
     # Failures past the free ones: the next attempt is refused (once per window in the log).
     "sign_in_throttled": sign_in_failure(10, Action.SIGN_IN_THROTTLED),
+    "setup_code_issued": setup_code(Action.SETUP_CODE_ISSUED),
+    "setup_code_failed": setup_code(Action.SETUP_CODE_FAILED),
 }
 
 

@@ -201,7 +201,7 @@ def test_sign_in_and_every_page_work_on_supabase(either_login):
     run_cli("create-user", "--email", ADMIN, "--password-stdin", input=PASSWORD + "\n")
     run_cli("grant-admin", "--email", GOTRUE_EMAIL)
     run_cli("add-key", "--name", "shown", "--actor", GOTRUE_EMAIL, input=fake_key() + "\n")
-    at = AppTest.from_file("../../app.py", default_timeout=60).run()
+    at = AppTest.from_file("../../dashboard.py", default_timeout=60).run()
     at.text_input(key="gk_sign_in_email").input(GOTRUE_EMAIL)
     at.text_input(key="gk_sign_in_password").input(GOTRUE_PASSWORD)
     at = at.button(key="FormSubmitter:gk_sign_in-Sign in").click().run()

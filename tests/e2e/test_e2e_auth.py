@@ -26,7 +26,7 @@ from tests.support.live_app import run_app
 pytestmark = [pytest.mark.e2e, pytest.mark.one_server]
 
 COOKIE = "gemini_keys_auth"
-APP_SOURCE = (REPO_ROOT / "app.py").read_text()
+APP_SOURCE = (REPO_ROOT / "dashboard.py").read_text()
 PAGE_URLS = sorted(p.stem for p in (REPO_ROOT / "pages").glob("*.py"))
 PAGE_TITLES = re.findall(r"""st\.Page\(\s*["']pages/[^"']+["'],\s*title=["']([^"']+)""",
                          APP_SOURCE)
@@ -112,21 +112,21 @@ def test_wrong_password_keeps_the_visitor_out(live_app, browser_page):
 
 @pytest.fixture(scope="module")
 def plain_app(tmp_path_factory):
-    """`streamlit run app.py` alone, without the ASGI wrapper."""
+    """`streamlit run dashboard.py` alone, without the st.App wrapper of app.py."""
     if not SERVERS:
         skip_or_fail("no PostgreSQL server")
     name = f"gk_e2e_plain_{os.getpid()}"
     url = create_database(SERVERS[0], name)
     try:
-        with run_app(url, tmp_path_factory.mktemp("e2e-plain"), entry="app.py") as app:
+        with run_app(url, tmp_path_factory.mktemp("e2e-plain"), entry="dashboard.py") as app:
             yield app
     finally:
         dispose_engines()
         drop_database(SERVERS[0], name)
 
 
-def test_app_py_alone_still_serves_the_app_without_remembering_sign_ins(plain_app,
-                                                                        browser_page):
+def test_dashboard_alone_still_serves_the_app_without_remembering_sign_ins(plain_app,
+                                                                          browser_page):
     page = browser_page
     page.goto(plain_app.url())
     wait_for_app(page)

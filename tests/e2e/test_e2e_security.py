@@ -1,4 +1,4 @@
-"""Browser attacks, in Chromium against `streamlit run asgi_app.py`:
+"""Browser attacks, in Chromium against `streamlit run app.py`:
 
 - a copied sign-in cookie replayed after sign-out, after a password reset and after
   "sign out everywhere" signs nothing in;
@@ -7,7 +7,7 @@
 - a downloaded export is not reachable by its URL from another client or after sign-out;
 - a malformed cookie breaks no page;
 - hostile user text renders as text on every page (no link, no image);
-- `streamlit run app.py` alone still serves the app.
+- `streamlit run dashboard.py` alone still serves the app.
 """
 
 from __future__ import annotations

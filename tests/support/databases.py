@@ -14,6 +14,7 @@ import base64
 import os
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,15 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from db.engine import REPO_ROOT, as_login, ensure_app_login, get_engine, start_embedded_postgres
+from db.engine import (
+    REPO_ROOT,
+    START_SERVER_SCRIPT,
+    as_login,
+    ensure_app_login,
+    get_engine,
+    start_embedded_postgres,
+    to_sqlalchemy_url,
+)
 from db.roles import APP_LOGIN
 from db.session import Actor, session_scope
 from lib.settings import server_environment
@@ -31,12 +40,13 @@ TEST_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
 TEST_BCRYPT_ROUNDS = 4  # fast hashes; production needs >= 10
 APP_TABLES = ("gemini_key_audit_log", "gemini_key_usage_stats", "gemini_api_keys",
               "gemini_master_key_check", "gemini_sign_in_attempts", "gemini_sign_in_failures",
-              "gemini_user_sessions", "gemini_notification_claims", "user_profiles",
+              "gemini_user_sessions", "gemini_notification_claims", "gemini_setup_code",
+              "user_profiles",
               "auth.users")
 __all__ = ["APP_TABLES", "LOCAL_URL", "REPO_ROOT", "SERVERS", "TEST_BCRYPT_ROUNDS",
            "TEST_MASTER_KEY", "TestDatabase", "app_login_url", "create_database",
            "drop_database", "make_user", "record_check_value", "server_url",
-           "stop_embedded_postgres", "with_database"]
+           "start_private_postgres", "stop_embedded_postgres", "with_database"]
 
 
 def local_server_answers() -> bool:
@@ -100,6 +110,16 @@ def stop_embedded_postgres(pgdata: Path) -> None:
     subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast",
                     "stop"], user="embedded_postgres" if os.geteuid() == 0 else None,
                    capture_output=True, timeout=60, check=False)
+
+
+def start_private_postgres(pgdata: Path) -> str:
+    """(Re)start an embedded server of the test's own under pgdata, in a child process as
+    the app does (never the shared servers); its superuser's URL."""
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, "-c", START_SERVER_SCRIPT, str(pgdata)],
+                            env=server_environment(), cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120, check=True)
+    return to_sqlalchemy_url(result.stdout.strip().splitlines()[-1])
 
 
 def app_login_url(owner_url: str) -> str:

@@ -1,8 +1,9 @@
 """A freshly started server on a free port against its own new database, and headless Debian
 Chromium for Playwright. Used by the fixtures in tests/e2e/conftest.py.
 
-The server is `streamlit run asgi_app.py` (app.py behind the HTTP routes and headers of
-lib/ui/asgi.py), as in production; run_app(entry="app.py") starts app.py alone."""
+The server is `streamlit run app.py` (st.App serving dashboard.py behind the HTTP routes,
+headers and lifespan of lib/ui/asgi.py and lib/ui/startup.py), as in production;
+run_app(entry="dashboard.py") starts the dashboard script alone."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 ADMIN_EMAIL = "e2e-admin@example.com"
-ENTRY = "asgi_app.py"
+ENTRY = "app.py"
 
 
 @dataclass
@@ -94,13 +95,15 @@ def seed_admin(database_url: str, email: str, password: str) -> None:
 
 @contextmanager
 def run_app(database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None,
-            app_url: str | None = None, entry: str = ENTRY) -> Iterator[LiveApp]:
-    """Migrate `database_url` (the owner's), seed an admin, start the server (`entry`);
-    stop it afterwards. The server gets only the app's login (DATABASE_URL: `app_url`, by
-    default the app's own login role), as in production."""
+            app_url: str | None = None, entry: str = ENTRY,
+            with_admin: bool = True) -> Iterator[LiveApp]:
+    """Migrate `database_url` (the owner's), seed an admin (unless not `with_admin`), start
+    the server (`entry`); stop it afterwards. The server gets only the app's login
+    (DATABASE_URL: `app_url`, by default the app's own login role), as in production."""
     upgrade(get_engine(database_url))
     password = "e2e " + secrets.token_urlsafe(18)
-    seed_admin(database_url, ADMIN_EMAIL, password)
+    if with_admin:
+        seed_admin(database_url, ADMIN_EMAIL, password)
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ,

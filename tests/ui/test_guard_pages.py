@@ -28,7 +28,7 @@ pytestmark = pytest.mark.one_server
 
 PAGE_FILES = sorted(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "pages").glob("*.py"))
 APP_PAGES = sorted(set(re.findall(r"""st\.Page\(\s*["'](pages/[^"']+\.py)["']""",
-                                  (REPO_ROOT / "app.py").read_text())))
+                                  (REPO_ROOT / "dashboard.py").read_text())))
 ADMIN_EMAIL = "admin@example.com"
 TIMEOUT = 60
 
@@ -77,7 +77,7 @@ def signed_in(at: AppTest, actor: Actor | None) -> AppTest:
 
 def run_page(page: str, actor: Actor | None, *, via_app: bool) -> AppTest:
     if via_app:
-        at = signed_in(AppTest.from_file("../../app.py", default_timeout=TIMEOUT), actor)
+        at = signed_in(AppTest.from_file("../../dashboard.py", default_timeout=TIMEOUT), actor)
         at.switch_page(page)
     else:
         at = signed_in(AppTest.from_file(f"../../{page}", default_timeout=TIMEOUT), actor)

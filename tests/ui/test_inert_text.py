@@ -84,7 +84,7 @@ def assert_inert(at: AppTest, *expected: str) -> None:
 
 
 def run_page(page: str, actor, *, via_app: bool = False) -> AppTest:
-    script = "../../app.py" if via_app else f"../../pages/{page}.py"
+    script = "../../dashboard.py" if via_app else f"../../pages/{page}.py"
     at = sign_in_as(AppTest.from_file(script, default_timeout=60), actor)
     if via_app:
         at.switch_page(f"pages/{page}.py")
@@ -112,7 +112,8 @@ def test_every_page_shows_hostile_text_literally(hostile, page):
 
 
 def test_the_sidebar_shows_a_hostile_email_literally(hostile):
-    at = sign_in_as(AppTest.from_file("../../app.py", default_timeout=60), hostile.admin).run()
+    at = sign_in_as(AppTest.from_file("../../dashboard.py", default_timeout=60),
+                    hostile.admin).run()
     assert_inert(at, f"Signed in as {HOSTILE_EMAIL}", HOSTILE_NAME)  # and the Overview
 
 
@@ -151,7 +152,7 @@ def test_the_no_access_page_shows_a_hostile_email_literally(db, hostile):
 
 
 def test_the_sign_in_page_keeps_a_hostile_typed_email_inert(db, hostile):
-    at = AppTest.from_file("../../app.py", default_timeout=60).run()
+    at = AppTest.from_file("../../dashboard.py", default_timeout=60).run()
     at.text_input(key="gk_sign_in_email").input(HOSTILE_EMAIL)
     at.text_input(key="gk_sign_in_password").input("not the password at all")
     at.button(key="FormSubmitter:gk_sign_in-Sign in").click().run()
@@ -165,7 +166,7 @@ MARKDOWN_SINKS = {"markdown", "write", "caption", "info", "warning", "error", "s
                   "toast", "title", "header", "subheader"}
 SAFE_CALLS = {"md", "inert", "md_join"}
 UI_SOURCES = sorted([*(REPO_ROOT / "lib" / "ui").glob("*.py"), *(REPO_ROOT / "pages").glob("*.py"),
-                     REPO_ROOT / "app.py"])
+                     REPO_ROOT / "dashboard.py", REPO_ROOT / "app.py"])
 
 
 def unescaped_text(node) -> bool:

@@ -40,7 +40,7 @@ def test_nul_in_the_audit_search_is_refused(db, admin_actor):
 def test_nul_in_the_sign_in_email_is_an_invalid_address(db, admin_actor):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file("../../app.py", default_timeout=60).run()
+    at = AppTest.from_file("../../dashboard.py", default_timeout=60).run()
     at.text_input(key="gk_sign_in_email").input("admin\x00@example.com")
     at.text_input(key="gk_sign_in_password").input("correct horse battery staple")
     at.button(key="FormSubmitter:gk_sign_in-Sign in").click().run()

@@ -20,7 +20,7 @@ PASSWORD = "correct horse battery staple"
 
 
 def app() -> AppTest:
-    return AppTest.from_file("../../app.py", default_timeout=60).run()
+    return AppTest.from_file("../../dashboard.py", default_timeout=60).run()
 
 
 def submit(at: AppTest, email: str, password: str) -> AppTest:
