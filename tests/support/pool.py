@@ -50,10 +50,11 @@ def stats_rows(db, key_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in connection.execute(text(query), {"id": key_id})]
 
 
-def call_fake(base_url: str, api_key: str) -> tuple[int, bytes]:
+def call_fake(base_url: str, api_key: str, model: str = "gemini-2.0-flash"
+              ) -> tuple[int, bytes]:
     """POST generateContent to the fake like a service would; (status, body)."""
     request = urllib.request.Request(  # noqa: S310 - a local http URL in tests
-        f"{base_url}/v1beta/models/gemini-2.0-flash:generateContent",
+        f"{base_url}/v1beta/models/{model}:generateContent",
         data=json.dumps({"contents": [{"parts": [{"text": "hi"}]}]}).encode(),
         headers={"x-goog-api-key": api_key, "Content-Type": "application/json"},
         method="POST")
