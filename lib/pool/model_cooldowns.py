@@ -35,7 +35,8 @@ def cool_model(session: Session, *, key_id: uuid.UUID, project: str, model: str,
                error: dict[str, Any] | None = None, trigger: str = "pool") -> bool:
     """Cool (project, model) until `until` (aware UTC), or mark it without quota; audited
     on the key that was told. False when nothing changed."""
-    if no_quota:
+    if no_quota:  # not a cooldown: it lasts until an admin clears it (a new tier)
+        until = None
         reason = f"no quota for {model} (Google said limit: 0)"
     elif scope == "day":
         reason = f"per-day quota for {model} exhausted"

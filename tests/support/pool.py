@@ -78,3 +78,21 @@ def corrupt(db, victim: uuid.UUID, donor: uuid.UUID) -> None:
 def next_pacific_midnight() -> datetime:
     day = datetime.now(LA).date() + timedelta(days=1)
     return datetime(day.year, day.month, day.day, tzinfo=LA).astimezone(UTC).replace(tzinfo=None)
+
+
+def set_limit(db, group: str, model: str, *, rpm: int | None = None, tpm: int | None = None,
+              rpd: int | None = None) -> None:
+    """An admin's limit for group x model, written as the owner (lib.quotas is the real way)."""
+    with db.engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO gemini_quota_limits (group_label, model, rpm, tpm, rpd) "
+            "VALUES (:g, :m, :rpm, :tpm, :rpd) ON CONFLICT (group_label, model) DO UPDATE "
+            "SET rpm = excluded.rpm, tpm = excluded.tpm, rpd = excluded.rpd"),
+            {"g": group, "m": model, "rpm": rpm, "tpm": tpm, "rpd": rpd})
+
+
+def table_rows(db, table: str, order: str = "1") -> list[dict[str, Any]]:
+    """Every row of a table, as the owner."""
+    with db.engine.connect() as connection:
+        return [dict(r._mapping) for r in connection.execute(
+            text(f"SELECT * FROM {table} ORDER BY {order}"))]
