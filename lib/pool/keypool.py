@@ -56,7 +56,7 @@ from lib.pool.policy import (
     finite_latency,
     judge,
 )
-from lib.pool.quota_sql import ARGS, NOW_SQL, PARAM_TYPES, STATEMENTS
+from lib.pool.quota_sql import ARGS, MINUTE_GIVE_BACK, NOW_SQL, PARAM_TYPES, STATEMENTS
 from lib.pool.usage import parse_usage
 from lib.runtime import build_runtime
 
@@ -64,6 +64,7 @@ log = logging.getLogger("gemini_keys.pool")
 POOL_ACTOR = Actor.service("pool")
 ACQUIRE_SQL = STATEMENTS["gk_pool_acquire"]
 DEFAULT_LEASE_TTL = timedelta(minutes=10)
+SWEEP_EVERY_S = 30.0
 _PRELUDE, _PRELUDE_PARAMS = role_prelude(POOL_ACTOR)
 _ACTIVE = f"SELECT count(*) FROM gemini_api_keys WHERE {ENABLED.sql(None)}"
 
@@ -123,6 +124,7 @@ class KeyPool:
         self.policy = policy or DEFAULT_POLICY
         self.lease_ttl = lease_ttl
         self._connections = Connections(engine)
+        self._next_sweep = 0.0
 
     def __repr__(self) -> str:
         return f"KeyPool({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -149,7 +151,7 @@ class KeyPool:
                     cursor.execute(f"{_PRELUDE}; SET LOCAL synchronous_commit = off; "
                                    f"EXECUTE {name}{ARGS.get(name, '')}",
                                    _PRELUDE_PARAMS + tuple(params))
-                    return cursor.fetchall()
+                    return cursor.fetchall() if cursor.description else []
             except ConnectionLost as lost:
                 if attempt == 2:
                     raise psycopg2.OperationalError(
@@ -161,6 +163,12 @@ class KeyPool:
     def ping(self) -> None:
         """The benchmark's baseline: SELECT 1 through exactly the same connections."""
         self._execute(None)
+
+    def release_expired(self) -> None:
+        """Stop counting leases whose callers never recorded them (past lease_ttl). Run by
+        acquire at most every SWEEP_EVERY_S seconds per pool, off the one-round-trip path."""
+        self._next_sweep = time.monotonic() + SWEEP_EVERY_S
+        self._execute("gk_pool_sweep")
 
     def close(self) -> None:
         """Close the connections this pool keeps (it opens new ones if used again)."""
@@ -183,6 +191,8 @@ class KeyPool:
             raise ValueError("model names are at most 128 characters")
         skip = [str(k) for k in exclude]
         ttl = self.lease_ttl.total_seconds()
+        if time.monotonic() >= self._next_sweep:
+            self.release_expired()
         failures = retries = 0
         while True:
             now = datetime.now(UTC)
@@ -192,7 +202,8 @@ class KeyPool:
             else:
                 params = (model, skip, ttl, utc_minute_start(now), pacific_day_start(now))
                 names = ("gk_pool_acquire_model", "gk_pool_acquire_model_wait")
-            rows = self._execute(names[0], params) or self._execute(names[1], params)
+            rows = self._taken(model, params, self._execute(names[0], params))
+            rows = rows or self._taken(model, params, self._execute(names[1], params))
             if not rows:
                 refusal = self._refusal(model, skip, now)
                 if refusal is None and retries < 3:  # one freed up (or a race was lost)
@@ -212,6 +223,19 @@ class KeyPool:
                     raise KeyDecryptionError(row.id, row.name, str(error)) from None
                 continue
             return Lease(row.id, row.name, api_key, row.priority, row.group_label, model)
+
+    def _taken(self, model: str | None, params: tuple, rows: list[tuple]) -> list[tuple]:
+        """The key row handed out, if any; gives back a minute its day refused."""
+        if model is None or not rows:
+            return rows
+        *key, give_back = rows[0]
+        if key[0] is not None:
+            return [tuple(key)]
+        if give_back is not None:
+            with session_scope(POOL_ACTOR, engine=self.engine) as session:
+                session.execute(text(MINUTE_GIVE_BACK), {
+                    "project": give_back, "model": model, "minute": params[3]})
+        return []
 
     def _disable_undecryptable(self, row: _AcquiredRow,
                                error: KeyDecryptionError | MasterKeyMismatch) -> None:

@@ -11,8 +11,9 @@ Budgets are exact for requests under any number of processes: the window rows ar
 incremented by a conditional upsert (`... DO UPDATE ... WHERE requests < limit`), which
 PostgreSQL evaluates on the latest row version under its lock, and the key is handed out
 only if both windows counted it. A race lost that way hands out nothing (the caller
-retries with a fresh snapshot), at worst leaving one minute request counted that was not
-sent. Tokens are only known at record, so tpm can be exceeded by the calls in flight.
+retries with a fresh snapshot); a minute counted for a request its day then refused is
+given back by the caller. Tokens are only known at record, so tpm can be exceeded by the
+calls in flight.
 """
 
 from __future__ import annotations
@@ -72,10 +73,21 @@ WITH pick AS (
   ON CONFLICT (project, model, window_kind, window_start) DO UPDATE SET requests = u.requests + 1
    WHERE (SELECT rpd FROM pick) IS NULL OR u.requests < (SELECT rpd FROM pick)
   RETURNING u.project
+), taken AS (
+  UPDATE gemini_api_keys k SET {_TAKE.format(ttl="$3")}
+   WHERE k.id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM day)
+   {_RETURNING}
 )
-UPDATE gemini_api_keys k SET {_TAKE.format(ttl="$3")}
- WHERE k.id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM day)
- {_RETURNING}
+-- One row always: the key (NULLs when none), and the project whose minute was counted
+-- although its day refused (the caller gives that request back; see MINUTE_GIVE_BACK).
+SELECT taken.*, CASE WHEN taken.id IS NULL THEN (SELECT project FROM minute) END
+  FROM (SELECT 1) AS one LEFT JOIN taken ON true
+"""
+# A minute counted for a request its day refused: given back (only on that rare path).
+MINUTE_GIVE_BACK = """
+UPDATE gemini_quota_usage SET requests = requests - 1
+ WHERE project = :project AND model = :model AND window_kind = 'm'
+   AND window_start = :minute AND requests > 0
 """
 
 _STATS_COUNTS = """
@@ -141,7 +153,14 @@ WITH stats AS (
 SELECT stats.request_count, (SELECT consecutive_failures FROM k) FROM stats
 """
 
+# Leases never recorded (their callers died) stop counting once expired.
+SWEEP = f"""
+UPDATE gemini_api_keys SET in_flight = 0
+ WHERE in_flight > 0 AND lease_expires_at < {NOW_SQL}
+"""
+
 STATEMENTS = {
+    "gk_pool_sweep": SWEEP,
     "gk_pool_acquire": _PLAIN.format(skip="SKIP LOCKED"),
     # All candidates locked by concurrent acquirers: wait for one instead of failing.
     # Rows changed meanwhile are re-checked against the filter.
