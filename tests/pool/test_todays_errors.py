@@ -102,3 +102,18 @@ def test_a_burst_of_429s_writes_one_model_cooldown_audit_row(db, runtime, pool, 
         lease = pool.acquire()  # no model asked: the 429 still names one
         pool.record(lease, "failure", 5, error=call_fake(fake.base_url, plain, MODEL))
     assert len(audit_rows(db, "model_cooldown")) == 1
+
+
+def test_a_health_checks_per_model_429_cools_that_model_not_the_key(db, runtime, fake):
+    from db.session import Actor, session_scope
+    from lib.pool.health import check_stored_key
+
+    key_id, plain = add(runtime, "k", group="team")
+    fake.respond(plain, "rate_limited_day")
+    with session_scope(Actor.service("cli"), engine=runtime.engine) as session:
+        result = check_stored_key(session, runtime.master_key, key_id,
+                                  base_url=fake.base_url)
+    assert result.status == "rate_limited" and "for this project" in result.action
+    [row] = table_rows(db, "gemini_model_cooldowns")
+    assert row["project"] == "team" and row["cooldown_until"] == next_pacific_midnight()
+    assert key_row(db, key_id)["cooldown_until"] is None
