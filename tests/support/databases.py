@@ -41,7 +41,8 @@ TEST_BCRYPT_ROUNDS = 4  # fast hashes; production needs >= 10
 APP_TABLES = ("gemini_key_audit_log", "gemini_key_usage_stats", "gemini_api_keys",
               "gemini_master_key_check", "gemini_sign_in_attempts", "gemini_sign_in_failures",
               "gemini_user_sessions", "gemini_notification_claims", "gemini_setup_code",
-              "user_profiles",
+              "user_profiles", "gemini_quota_limits", "gemini_quota_usage",
+              "gemini_model_cooldowns",
               "auth.users")
 __all__ = ["APP_TABLES", "LOCAL_URL", "REPO_ROOT", "SERVERS", "TEST_BCRYPT_ROUNDS",
            "TEST_MASTER_KEY", "TestDatabase", "app_login_url", "create_database",

@@ -1,0 +1,41 @@
+"""Worker processes for the pool's multi-process tests (spawned: nothing shared but the DB)."""
+
+from __future__ import annotations
+
+import time
+
+
+def race_for_budget(model: str, attempts: int, barrier, results) -> None:
+    """Acquire `model` until `attempts` tries are spent; put (handed out, refused)."""
+    from lib.pool import KeyPool, NoKeyAvailable
+
+    pool = KeyPool()
+    handed = refused = 0
+    pool.ping()  # connected before the start
+    barrier.wait()
+    for _ in range(attempts):
+        try:
+            lease = pool.acquire(model)
+        except NoKeyAvailable:
+            refused += 1
+            continue
+        handed += 1
+        pool.record(lease, "success", 1.0, usage={"promptTokenCount": 10})
+    results.put((handed, refused))
+
+
+def busy_calls(calls: int, call_seconds: float, barrier, results) -> None:
+    """acquire, hold for call_seconds (a Gemini call), record; put the key ids handed out."""
+    from lib.pool import KeyPool
+
+    pool = KeyPool()
+    pool.ping()
+    barrier.wait()
+    taken = []
+    for _ in range(calls):
+        lease = pool.acquire()
+        taken.append((str(lease.key_id), time.monotonic()))
+        time.sleep(call_seconds)
+        pool.record(lease, "success", call_seconds * 1000)
+        taken[-1] = (*taken[-1], time.monotonic())
+    results.put(taken)
