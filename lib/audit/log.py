@@ -39,6 +39,9 @@ class Action(StrEnum):
     SIGN_IN_THROTTLED = "sign_in_throttled"  # the first refused attempt of one, per window
     ACCOUNT_LOCKED = "account_locked"  # retired: sign-in is throttled now, never locked
     SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
+    QUOTA_SET = "quota_set"  # an admin set the rpm/tpm/rpd limits of a group × model
+    QUOTA_CLEARED = "quota_cleared"
+    MODEL_MARK_CLEARED = "model_mark_cleared"  # an admin lifted a no-quota mark or cooldown
 
 
 # Verbs that older rows carry but nothing writes any more (still listed, to filter by).
