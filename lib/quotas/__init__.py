@@ -3,7 +3,7 @@
 writes (set or clear a limit, clear a mark; each with its audit row).
 
 Gemini's quotas belong to a project, and a key's project is its group
-(`COALESCE(NULLIF(group_label, ''), 'key:' || id)`, see `project_of_key`); limits can only be
+(db.models.PROJECT_SQL: the group, or 'key:<id>' for a key without one); limits can only be
 set on named groups. The pool (lib/pool) counts and enforces them; this package is what admins
 see and change.
 """

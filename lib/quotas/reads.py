@@ -196,17 +196,6 @@ def model_marks(session: Session, *, now: dt.datetime | None = None) -> list[Mod
                       r.reason, r.updated_at) for r in rows]
 
 
-def find_mark(session: Session, project: str, model: str, *,
-              for_update: bool = False) -> ModelMark | None:
-    row = session.execute(text(
-        "SELECT project, model, cooldown_until, no_quota, reason, updated_at,"
-        " NULL AS key_name FROM gemini_model_cooldowns WHERE project = :p AND model = :m"
-        + (" FOR UPDATE" if for_update else "")), {"p": project, "m": model}).first()
-    return None if row is None else ModelMark(row.project, None, row.model,
-                                              row.cooldown_until, bool(row.no_quota),
-                                              row.reason, row.updated_at)
-
-
 def quota_usage_today(session: Session, *, now: dt.datetime | None = None) -> QuotaToday:
     """Per group × model with a limit: requests and tokens of the current UTC minute and of
     the Pacific day against rpm / tpm / rpd, the fractions, the next resets, and the marks."""

@@ -28,15 +28,6 @@ LIMIT_MAX = {"rpm": 10_000_000, "tpm": 10_000_000_000, "rpd": 1_000_000_000}
 LIMIT_WORDS = {"rpm": "requests per minute", "tpm": "input tokens per minute",
                "rpd": "requests per day"}
 
-# A key's project, the unit Gemini's quotas count in: its group, or the key alone.
-PROJECT_SQL = "COALESCE(NULLIF({k}group_label, ''), 'key:' || {k}id::text)"
-
-
-def project_sql(alias: str | None = "k") -> str:
-    """PROJECT_SQL for gemini_api_keys under `alias` (None: unqualified)."""
-    return PROJECT_SQL.format(k=f"{alias}." if alias else "")
-
-
 @dataclass(frozen=True)
 class Limits:
     """rpm, tpm, rpd: None is no limit, 0 is no quota at all."""

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from lib.audit.log import Action, write_audit
 from lib.errors import InvalidInput, NotFound
-from lib.quotas.reads import QuotaLimit, find_mark, find_quota, group_has_keys
+from lib.quotas.reads import QuotaLimit, find_quota, group_has_keys
 from lib.quotas.rules import Limits, normalise_model, validate_group_name, validate_limits
 
 
@@ -109,14 +109,17 @@ def clear_quota(session: Session, *, group_label: str, model: str) -> QuotaChang
 def clear_model_mark(session: Session, *, project: str, model: str) -> str:
     """Lift the pool's per-model mark of a project (no quota, or a cooldown), so its keys may
     serve that model again; returns what was lifted, for a message."""
+    # As stored by the pool (from Gemini's 429), not re-shaped: a mark must stay clearable.
     if not isinstance(project, str) or not project.strip():
         raise InvalidInput("Choose the project (group) whose mark to clear.")
-    model = normalise_model(model)
-    mark = find_mark(session, project, model, for_update=True)
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidInput("Choose the model whose mark to clear.")
+    # DELETE … RETURNING: admins may read and delete marks, not lock them (no UPDATE grant).
+    mark = session.execute(text(
+        "DELETE FROM gemini_model_cooldowns WHERE project = :p AND model = :m"
+        " RETURNING no_quota, cooldown_until, reason"), {"p": project, "m": model}).first()
     if mark is None:
         raise NotFound(f"No mark for {project} × {model} (perhaps the pool lifted it).")
-    session.execute(text("DELETE FROM gemini_model_cooldowns WHERE project = :p AND model = :m"),
-                    {"p": project, "m": model})
     before = {"no_quota": mark.no_quota,
               "cooldown_until": mark.cooldown_until.isoformat() if mark.cooldown_until
               else None, "reason": mark.reason}

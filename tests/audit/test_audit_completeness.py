@@ -229,6 +229,34 @@ def sign_in_failure(failures_before: int, action: Action):
     return drive
 
 
+def quota_change(action: Action):
+    """Budgets (issue 16): set a limit, clear it, clear the pool's no-quota mark."""
+    def drive(w: World):
+        writes = "lib.quotas.writes"
+        set_quota = need(writes, "set_quota")
+        w.add_key("budgeted", group="project-a")
+        if action != Action.QUOTA_SET:
+            with w.session() as session:
+                set_quota(session, group_label="project-a", model="gemini-2.5-pro", rpd=100)
+        if action == Action.MODEL_MARK_CLEARED:
+            with w.session(Actor.service("pool")) as session:
+                session.execute(text(
+                    "INSERT INTO gemini_model_cooldowns (project, model, no_quota)"
+                    " VALUES ('project-a', 'gemini-2.5-pro', true)"))
+        yield
+        with w.session() as session:
+            if action == Action.QUOTA_SET:
+                set_quota(session, group_label="project-a", model="gemini-2.5-pro", rpm=5)
+            elif action == Action.QUOTA_CLEARED:
+                need(writes, "clear_quota")(session, group_label="project-a",
+                                            model="gemini-2.5-pro")
+            else:
+                need(writes, "clear_model_mark")(session, project="project-a",
+                                                 model="gemini-2.5-pro")
+        return Outcome(action, None, w.admin.user_id, same_transaction_as_key_change=False)
+    return drive
+
+
 def _deactivate(session, key_id):
     from lib.keys.writes import set_active
     set_active(session, key_id, False)
@@ -264,6 +292,9 @@ PATHS: dict[str, Callable] = {
     "sign_in_failed": sign_in_failure(0, Action.SIGN_IN_FAILED),
     # Failures past the free ones: the next attempt is refused (once per window in the log).
     "sign_in_throttled": sign_in_failure(10, Action.SIGN_IN_THROTTLED),
+    "quota_set": quota_change(Action.QUOTA_SET),
+    "quota_cleared": quota_change(Action.QUOTA_CLEARED),
+    "model_mark_cleared": quota_change(Action.MODEL_MARK_CLEARED),
 }
 
 
