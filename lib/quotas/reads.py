@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from lib.clock import QUOTA_TZ, next_pacific_midnight, utc_now
+from lib.clock import (
+    naive_utc,
+    next_pacific_midnight,
+    pacific_day_start,
+    utc_minute_start,
+    utc_now,
+)
 from lib.keys.status import NOT_DELETED
 from lib.quotas.rules import LIMIT_WORDS, Limits
 
@@ -43,12 +49,10 @@ def quota_windows(now: dt.datetime | None = None) -> QuotaWindows:
     """The current minute and Pacific day at naive-UTC `now` (default: the clock)."""
     now = now or utc_now()
     aware = now.replace(tzinfo=dt.UTC)
-    day = aware.astimezone(QUOTA_TZ).date()
-    day_start = dt.datetime(day.year, day.month, day.day, tzinfo=QUOTA_TZ).astimezone(dt.UTC)
-    minute_start = now.replace(second=0, microsecond=0)
-    return QuotaWindows(now, minute_start, day_start.replace(tzinfo=None),
+    minute_start = utc_minute_start(aware)  # the windows the pool counts in (lib.clock)
+    return QuotaWindows(now, minute_start, pacific_day_start(aware),
                         minute_start + dt.timedelta(minutes=1),
-                        next_pacific_midnight(aware).replace(tzinfo=None))
+                        naive_utc(next_pacific_midnight(aware)))
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,33 @@ def test_after_pacific_midnight_the_day_starts_empty(db, fleet, admin_actor):
     with session_scope(admin_actor, engine=db.app_engine) as session:
         today = quota_usage_today(session, now=dt.datetime(2026, 7, 1, 7, 0, 1))
     assert all(r.day_requests == 0 for r in today.rows)
+
+
+def test_what_the_pool_counts_is_what_admins_see(db, admin_actor):
+    """The windows read here are the ones the pool writes (one clock, lib.clock)."""
+    from lib.pool import KeyPool, NoKeyAvailable
+    from lib.runtime import build_runtime
+    from tests.support.pool import add
+
+    runtime = build_runtime()
+    add(runtime, "a-1", group="proj-a")
+    with session_scope(admin_actor, engine=db.app_engine) as session:
+        set_quota(session, group_label="proj-a", model="gemini-2.5-pro", rpd=2)
+    pool = KeyPool(runtime)
+    try:
+        for _ in range(2):
+            lease = pool.acquire("gemini-2.5-pro")
+            pool.record(lease, "success", 10.0, usage={"promptTokenCount": 120,
+                                                       "candidatesTokenCount": 30,
+                                                       "totalTokenCount": 150})
+        with pytest.raises(NoKeyAvailable):
+            pool.acquire("gemini-2.5-pro")
+    finally:
+        pool.close()
+    with session_scope(admin_actor, engine=db.app_engine) as session:
+        today = quota_usage_today(session)
+        near = limits_near(session)
+    [row] = today.rows
+    assert (row.day_requests, row.day_tokens) == (2, 240)  # input (prompt) tokens, as tpm
+    assert row.fractions["rpd"] == 1.0
+    assert [(p.limit, p.used, p.limit_value) for p in near] == [("rpd", 2, 2)]
