@@ -111,19 +111,22 @@ def quotas_tab(ctx: AdminContext, done: Done) -> None:
     else:
         st.info("No quotas set yet. Set one below, or with `python -m lib.cli set-quota "
                 "--group G --model M --rpd N`.", icon=":material/speed:")
-    set_limit_form(ctx, groups, done)
+    with st.expander("Set a limit", expanded=True, icon=":material/tune:"):
+        set_limit_form(ctx, groups, done)
     if today.rows:
-        clear_limit_form(ctx, today, done)
-    marks_section(ctx, today, done)
+        with st.expander("Clear a limit", icon=":material/delete:"):
+            clear_limit_form(ctx, today, done)
+    with st.expander(f"No-quota marks and model cooldowns ({len(today.marks)})",
+                     expanded=bool(today.marks), icon=":material/block:"):
+        marks_section(ctx, today, done)
 
 
 def set_limit_form(ctx: AdminContext, groups: list[str], done: Done) -> None:
-    st.subheader("Set a limit")
     if not groups:
         st.caption("Limits are set per group: give keys a group (their Google Cloud project) "
                    "first.")
         return
-    with st.form("quotas_set", clear_on_submit=False):
+    with st.form("quotas_set", border=False):
         left, right = st.columns(2)
         group = left.selectbox("Group", groups, key="quotas_group")
         model = right.text_input("Model", placeholder="gemini-2.5-flash", max_chars=128,
@@ -149,7 +152,6 @@ def set_limit_form(ctx: AdminContext, groups: list[str], done: Done) -> None:
 
 
 def clear_limit_form(ctx: AdminContext, today: QuotaToday, done: Done) -> None:
-    st.subheader("Clear a limit")
     choices = {f"{r.group_label} × {r.model}": r for r in today.rows}
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     label = left.selectbox("Limit", list(choices), key="quotas_clear_choice")
@@ -167,7 +169,6 @@ def clear_limit_form(ctx: AdminContext, today: QuotaToday, done: Done) -> None:
 
 def marks_section(ctx: AdminContext, today: QuotaToday, done: Done) -> None:
     """The pool's per-model marks: no quota (Gemini said `limit: 0`) and cooldowns."""
-    st.subheader("No-quota marks and model cooldowns")
     if not today.marks:
         st.caption("None: every group may serve every model (within its limits).")
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from tests.support.keys import fake_key
 pytestmark = [pytest.mark.e2e, pytest.mark.one_server]
 
 GROUP = "e2e-quota-proj"
+SCREENSHOTS = REPO_ROOT / os.environ.get("GK_SCREENSHOTS_DIR", ".data/screenshots")
 
 
 def quota_rows(live_app) -> list[tuple]:
@@ -52,8 +54,13 @@ def test_admin_sets_a_quota_in_the_quotas_tab(live_app, browser_page):
     page.get_by_text(f"Quota of {GROUP} × gemini-2.5-flash set: rpm no limit, "
                      "tpm no limit, rpd 250.").wait_for()
     assert quota_rows(live_app) == [("gemini-2.5-flash", None, None, 250)]
+    page.get_by_role("tab", name="Quotas").click()
+    page.locator("[data-testid=stDataFrame]").last.wait_for()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "keys-quotas.png"), full_page=True)
 
     page.get_by_role("link", name="Overview").first.click()
     page.get_by_role("heading", name="Quotas today").wait_for()
     wait_for_app(page)
     assert "next reset" in visible_text(page)
+    page.screenshot(path=str(SCREENSHOTS / "overview-quotas.png"), full_page=True)
