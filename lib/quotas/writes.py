@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from lib.audit.log import Action, write_audit
-from lib.errors import InvalidInput, NotFound
+from lib.errors import InvalidInput, NotFound, refuse_nul
 from lib.quotas.reads import QuotaLimit, find_quota, group_has_keys
 from lib.quotas.rules import Limits, normalise_model, validate_group_name, validate_limits
 
@@ -114,6 +114,8 @@ def clear_model_mark(session: Session, *, project: str, model: str) -> str:
         raise InvalidInput("Choose the project (group) whose mark to clear.")
     if not isinstance(model, str) or not model.strip():
         raise InvalidInput("Choose the model whose mark to clear.")
+    refuse_nul(project, "project")
+    refuse_nul(model, "model")
     # DELETE … RETURNING: admins may read and delete marks, not lock them (no UPDATE grant).
     mark = session.execute(text(
         "DELETE FROM gemini_model_cooldowns WHERE project = :p AND model = :m"

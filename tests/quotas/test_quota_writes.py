@@ -61,6 +61,11 @@ def test_set_quota_stores_the_limits_and_audits_before_and_after(db, groups, adm
     assert rows[1][3]["after"] == {"rpm": None, "tpm": 250_000, "rpd": 0}
     assert (rows[1][3]["group_label"], rows[1][3]["model"]) == ("proj-a", "gemini-2.5-pro")
     assert rows[1][3]["source"] == "app" and rows[1][3]["actor_email"] == admin_actor.email
+    with db.engine.connect() as connection:  # now() is the transaction's: one transaction
+        assert connection.execute(text(
+            "SELECT (SELECT updated_at FROM gemini_quota_limits) ="
+            " (SELECT max(created_at) FROM gemini_key_audit_log WHERE action = 'quota_set')"
+        )).scalar() is True
 
 
 def test_setting_the_same_limits_again_changes_and_audits_nothing(db, groups, admin_actor):
@@ -135,6 +140,16 @@ def test_clearing_a_mark_that_is_gone_says_so(db, groups, admin_actor):
     with pytest.raises(NotFound, match="perhaps the pool lifted it"), \
             session_scope(admin_actor, engine=db.app_engine) as session:
         clear_model_mark(session, project="proj-a", model="gemini-2.5-pro")
+
+
+@pytest.mark.parametrize("project, model, message", [
+    ("", "gemini-2.5-pro", "Choose the project"), ("proj-a", " ", "Choose the model"),
+    ("proj\x00a", "gemini-2.5-pro", "NUL"), ("proj-a", "gemini\x00", "NUL"),
+])
+def test_clearing_a_mark_refuses_bad_input(db, groups, admin_actor, project, model, message):
+    with pytest.raises(InvalidInput, match=message), \
+            session_scope(admin_actor, engine=db.app_engine) as session:
+        clear_model_mark(session, project=project, model=model)
 
 
 def test_a_change_whose_audit_row_fails_is_not_stored(db, groups):
