@@ -23,7 +23,7 @@ LAYERS: list[tuple[int, str]] = [
     (3, "lib/settings.py"), (3, "lib/secret_files.py"), (3, "lib/logging_setup.py"),
     (3, "lib/audit/"), (3, "lib/operator_errors.py"),
     (4, "lib/crypto/"), (4, "lib/users/"), (4, "lib/notify/"),
-    (5, "lib/runtime.py"), (5, "lib/keys/"),
+    (5, "lib/runtime.py"), (5, "lib/keys/"), (5, "lib/quotas/"),
     (6, "lib/pool/"), (6, "lib/analytics/"), (6, "lib/demo.py"),
     (7, "lib/cli/"), (7, "lib/ui/"), (7, "bench/"),
     (8, "app.py"), (8, "dashboard.py"), (8, "pages/"),

@@ -18,6 +18,7 @@ from lib.audit.log import Action
 from lib.clock import utc_now
 from lib.keys import status
 from lib.keys.status import ARCHIVED, COOLING, ENABLED, IN_SERVICE
+from lib.quotas.reads import NEAR_LIMIT, limits_near
 
 Severity = Literal["error", "warning", "info"]
 LIVE = IN_SERVICE.sql("k")
@@ -32,6 +33,7 @@ class AlertSettings:
     spike_factor: float = 3.0         # today's failure rate vs the key's 7-day rate
     spike_min_rate: float = 0.2       # ... and at least this rate
     spike_min_requests: int = 20      # ... over at least this many requests today
+    quota_near_fraction: float = NEAR_LIMIT  # a group × model at this share of a limit
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Alert:
     kind: str
     title: str
     items: list[str] = field(default_factory=list)
+    icon: str | None = None  # a Material icon (":material/name:"); None: the severity's
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,21 @@ ORDER BY lower(k.name) LIMIT 1000""")))
     return Alert("info", "never_used", f"{len(names)} active key(s) never used", _names(names))
 
 
+QUOTA_NEAR_LIMIT = "quota_near_limit"
+
+
+def quota_near_limit(session: Session, now: dt.datetime, s: AlertSettings) -> Alert | None:
+    """Groups × models at 90 % (quota_near_fraction) or more of an rpm, tpm or rpd limit."""
+    near = limits_near(session, now=now, fraction=s.quota_near_fraction)
+    if not near:
+        return None
+    reached = any(p.fraction >= 1 for p in near)
+    return Alert("error" if reached else "warning", QUOTA_NEAR_LIMIT,
+                 f"Quotas at {s.quota_near_fraction:.0%} or more of a limit"
+                 + (" (the pool holds back keys that reached one)" if reached else ""),
+                 _names([p.describe() for p in near]), icon=":material/speed:")
+
+
 def overview_alerts(session: Session, *, now: dt.datetime | None = None,
                     settings: AlertSettings = AlertSettings()) -> list[Alert]:
     """Every alert, most severe first."""
@@ -179,6 +197,7 @@ def overview_alerts(session: Session, *, now: dt.datetime | None = None,
         top_tier_unavailable(session, now),
         too_few_usable(counts, settings.min_usable_keys),
         never_used(session),
+        quota_near_limit(session, now, settings),
     ]
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted((a for a in found if a is not None), key=lambda a: order[a.severity])

@@ -42,6 +42,9 @@ class Action(StrEnum):
     SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
     SETUP_CODE_ISSUED = "setup_code_issued"  # printed to the server console, no admin yet
     SETUP_CODE_FAILED = "setup_code_failed"  # a wrong, expired or used code was entered
+    QUOTA_SET = "quota_set"  # an admin set the rpm/tpm/rpd limits of a group × model
+    QUOTA_CLEARED = "quota_cleared"
+    MODEL_MARK_CLEARED = "model_mark_cleared"  # an admin lifted a no-quota mark or cooldown
 
 
 # Verbs that older rows carry but nothing writes any more (still listed, to filter by).

@@ -21,6 +21,7 @@ from lib.keys.writes import KeyEdit, add_key, apply_edits, archive_key, edit_key
 from lib.pool.health import check_keys
 from lib.ui.flash import Kind, remember_flash, show_flash
 from lib.ui.identity import AdminContext
+from lib.ui.quotas import quotas_tab
 from lib.ui.text import Markdown, inert, md, md_join
 
 PAGE = "keys"  # this page's flash messages
@@ -321,10 +322,12 @@ def keys_page(ctx: AdminContext) -> None:
             keys_table(ctx, rows)
         else:
             st.info("No key matches these filters.")
-    add_one, add_many, edit_one = st.tabs(["Add one", "Add many", "Edit one"])
+    add_one, add_many, edit_one, quotas = st.tabs(["Add one", "Add many", "Edit one", "Quotas"])
     with add_one:
         add_one_form(ctx, groups)
     with add_many:
         add_many_form(ctx)
     with edit_one:
         edit_one_form(ctx, rows)
+    with quotas:
+        quotas_tab(ctx, finish_and_rerun)

@@ -6,8 +6,10 @@ import streamlit as st
 
 from lib.analytics import alerts, charts, stats
 from lib.clock import utc_now
+from lib.quotas.reads import quota_usage_today
 from lib.ui.analytics import chart
 from lib.ui.identity import AdminContext
+from lib.ui.quotas import quota_overview
 from lib.ui.text import md, md_join
 
 ICONS = {"error": ":material/error:", "warning": ":material/warning:", "info": ":material/info:"}
@@ -22,6 +24,7 @@ def overview_page(ctx: AdminContext) -> None:
         counts = alerts.key_counts(session, now)
         found = alerts.overview_alerts(session, now=now, settings=settings)
         last_14 = stats.daily_totals(session, stats.StatsFilter.last_days(14, today=today))
+        quotas = quota_usage_today(session, now=now)
 
     st.caption(md("Today is {} (UTC). Stats days are UTC days.", today))
     tiles = st.columns(4)
@@ -45,7 +48,9 @@ def overview_page(ctx: AdminContext) -> None:
     for alert in found:
         getattr(st, alert.severity)(
             md_join([md("**{}**", alert.title), *(md("- {}", item) for item in alert.items)]),
-            icon=ICONS[alert.severity])
+            icon=alert.icon or ICONS[alert.severity])
+
+    quota_overview(quotas)
 
     st.subheader("Last 14 days")
     if any(d.requests for d in last_14):

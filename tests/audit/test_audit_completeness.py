@@ -251,6 +251,31 @@ def setup_code(action: Action):
                     password=STRONG_PASSWORD, password_again=STRONG_PASSWORD,
                     bcrypt_rounds=TEST_BCRYPT_ROUNDS), str)
         return Outcome(action, None, None, same_transaction_as_key_change=False)
+def quota_change(action: Action):
+    """Budgets (issue 16): set a limit, clear it, clear the pool's no-quota mark."""
+    def drive(w: World):
+        writes = "lib.quotas.writes"
+        set_quota = need(writes, "set_quota")
+        w.add_key("budgeted", group="project-a")
+        if action != Action.QUOTA_SET:
+            with w.session() as session:
+                set_quota(session, group_label="project-a", model="gemini-2.5-pro", rpd=100)
+        if action == Action.MODEL_MARK_CLEARED:
+            with w.session(Actor.service("pool")) as session:
+                session.execute(text(
+                    "INSERT INTO gemini_model_cooldowns (project, model, no_quota)"
+                    " VALUES ('project-a', 'gemini-2.5-pro', true)"))
+        yield
+        with w.session() as session:
+            if action == Action.QUOTA_SET:
+                set_quota(session, group_label="project-a", model="gemini-2.5-pro", rpm=5)
+            elif action == Action.QUOTA_CLEARED:
+                need(writes, "clear_quota")(session, group_label="project-a",
+                                            model="gemini-2.5-pro")
+            else:
+                need(writes, "clear_model_mark")(session, project="project-a",
+                                                 model="gemini-2.5-pro")
+        return Outcome(action, None, w.admin.user_id, same_transaction_as_key_change=False)
     return drive
 
 
@@ -293,6 +318,9 @@ PATHS: dict[str, Callable] = {
     "sign_in_throttled": sign_in_failure(10, Action.SIGN_IN_THROTTLED),
     "setup_code_issued": setup_code(Action.SETUP_CODE_ISSUED),
     "setup_code_failed": setup_code(Action.SETUP_CODE_FAILED),
+    "quota_set": quota_change(Action.QUOTA_SET),
+    "quota_cleared": quota_change(Action.QUOTA_CLEARED),
+    "model_mark_cleared": quota_change(Action.MODEL_MARK_CLEARED),
 }
 
 

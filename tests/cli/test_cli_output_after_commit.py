@@ -93,3 +93,17 @@ def test_user_commands_print_nothing_when_the_commit_fails(db, failing_commits):
     assert_failed_quietly(cli(db, "reset-password", "--email", "admin@example.com",
                               "--password-stdin", stdin="another long passphrase\n"))
     assert count(db, "SELECT count(*) FROM auth.users") == 1
+
+
+def test_quota_commands_print_nothing_when_the_commit_fails(db, failing_commits):
+    assert cli(db, "add-key", "--name", "kept", "--group", "proj-a",
+               stdin=fake_key() + "\n").returncode == 0
+    assert cli(db, "set-quota", "--group", "proj-a", "--model", "gemini-2.5-pro",
+               "--rpd", "100").returncode == 0
+    failing_commits("gemini_quota_limits")
+    assert_failed_quietly(cli(db, "set-quota", "--group", "proj-a", "--model",
+                              "gemini-2.5-pro", "--rpd", "5"))
+    assert_failed_quietly(cli(db, "set-quota", "--group", "proj-a", "--model",
+                              "gemini-2.5-flash", "--rpm", "5"))
+    assert count(db, "SELECT count(*) FROM gemini_quota_limits WHERE rpd = 100") == 1
+    assert count(db, "SELECT count(*) FROM gemini_quota_limits") == 1
