@@ -38,18 +38,35 @@ AIM = "≤ 1.5×, < 1 s"
 ADMIN = Actor.user(uuid.UUID("00000000-0000-0000-0000-0000000000a1"), "bench@example.com")
 
 # Weekly rhythm and noise; volatile random() in a sub-select so every row draws its own.
-SEED_STATS = """
-INSERT INTO gemini_key_usage_stats (key_id, date, request_count, success_count, failure_count,
-                                    rate_limit_count, avg_response_time)
-SELECT key_id, day, req, req - f - rl, f, rl, lat FROM (
-  SELECT key_id, day, req, (req * random() * 0.04)::int AS f, (req * random() * 0.03)::int AS rl,
-         150 + random() * 700 AS lat
-  FROM (SELECT k.id AS key_id, d::date AS day,
-               (CASE WHEN extract(isodow FROM d) > 5 THEN 0.5 ELSE 1 END
+# Per-model rows first (three models, tokens), then the spec's rows as their sums, as the
+# pool's record statement keeps them.
+MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite")
+SEED_MODEL_STATS = """
+INSERT INTO gemini_key_model_usage_stats
+  (key_id, date, model, request_count, success_count, failure_count, rate_limit_count,
+   avg_response_time, prompt_tokens, output_tokens, thoughts_tokens, cached_tokens,
+   total_tokens)
+SELECT key_id, day, model, req, req - f - rl, f, rl, lat, p, o, t, c, p + o + t FROM (
+  SELECT key_id, day, model, req, (req * random() * 0.04)::int AS f,
+         (req * random() * 0.03)::int AS rl, 150 + random() * 700 AS lat,
+         req * (200 + (random() * 800)::int) AS p, req * (50 + (random() * 300)::int) AS o,
+         req * (random() * 100)::int AS t, req * (random() * 50)::int AS c
+  FROM (SELECT k.id AS key_id, d::date AS day, m.model,
+               (CASE WHEN extract(isodow FROM d) > 5 THEN 0.5 ELSE 1 END * m.share
                 * (20 + random() * 400))::int AS req
         FROM gemini_api_keys k
         CROSS JOIN generate_series(current_date - (:days - 1), current_date, interval '1 day')
-          AS d) g) x
+          AS d
+        CROSS JOIN (VALUES ('gemini-2.5-flash', 0.6), ('gemini-2.5-pro', 0.25),
+                           ('gemini-2.5-flash-lite', 0.15)) AS m(model, share)) g) x
+"""
+SEED_STATS_FROM_MODELS = """
+INSERT INTO gemini_key_usage_stats (key_id, date, request_count, success_count, failure_count,
+                                    rate_limit_count, avg_response_time)
+SELECT key_id, date, sum(request_count), sum(success_count), sum(failure_count),
+       sum(rate_limit_count),
+       sum(avg_response_time * request_count) / nullif(sum(request_count), 0)
+FROM gemini_key_model_usage_stats GROUP BY key_id, date
 """
 
 
@@ -68,7 +85,8 @@ def bench_database(base: str, keys: int, days: int) -> Iterator[str]:
             bulk_demo_keys(session, runtime.master_key, keys)
         seed_admin(engine, ADMIN)
         with engine.begin() as connection:
-            connection.execute(text(SEED_STATS), {"days": days})
+            connection.execute(text(SEED_MODEL_STATS), {"days": days})
+            connection.execute(text(SEED_STATS_FROM_MODELS))
         vacuum_analyze(engine)
         yield url
 
