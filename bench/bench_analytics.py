@@ -101,7 +101,8 @@ def render(url: str, preset: str = "30 days") -> float:
     started = time.perf_counter()
     at.run()
     elapsed = time.perf_counter() - started
-    if at.exception or len(at.get("plotly_chart")) != 4 or not at.metric:
+    # outcomes, latency, success rate, models, tokens per day, tokens per key, heatmap
+    if at.exception or len(at.get("plotly_chart")) != 7 or not at.metric:
         shown = [e.value for e in (*at.exception, *at.error, *at.info)]
         raise RuntimeError(f"the analytics page did not render fully: {shown}")
     return elapsed
