@@ -13,9 +13,10 @@ Conventions every query here shares:
 - Models: with `model` set, every query reads the per-model table
   gemini_key_model_usage_stats (migration 0009) for that model instead of the spec's table;
   model '' is a call recorded without a model ("unspecified"). Tokens live only there.
-- Speed: sums over all keys come from the exact rollups of migration 0011 (per day, striped;
-  per key and month); only a key/group/archive filter, or the days at the edges of a range
-  that do not fill a month, read the stats rows themselves. Same numbers either way.
+- Speed: the exact rollups of migration 0011 answer the heavy reads: sums per day over all
+  keys come from a striped day rollup, sums per key over any range from running totals per
+  key (two index probes per key). Only the daily series under a key/group/archive filter
+  read the stats rows themselves. Same numbers either way.
 All reads run in the caller's session, so RLS applies to the signed-in admin.
 """
 
@@ -169,10 +170,8 @@ SPEC_TABLE = "gemini_key_usage_stats"
 MODEL_TABLE = "gemini_key_model_usage_stats"
 TOKEN_COLUMNS = ("prompt_tokens", "output_tokens", "thoughts_tokens", "cached_tokens",
                  "total_tokens")
-# Rollups of migration 0011: (per day, striped; per key and month) of each source table.
+# Day rollups of migration 0011 (striped) of each source table.
 DAY_ROLLUP = {SPEC_TABLE: "gemini_usage_day_rollup", MODEL_TABLE: "gemini_model_usage_day_rollup"}
-MONTH_ROLLUP = {SPEC_TABLE: "gemini_usage_key_month_rollup",
-                MODEL_TABLE: "gemini_model_usage_key_month_rollup"}
 
 
 def source_table(f: StatsFilter) -> str:
@@ -244,40 +243,32 @@ def day_parts_source(f: StatsFilter, *, tokens: bool = False, by_model: bool = F
             ), {**params, **key_params}
 
 
-def full_months(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
-    """The first day of the first and of the last calendar month lying wholly inside
-    [start, end]; first > last when there is none."""
-    first = start if start.day == 1 else _next_month(start)
-    after = _next_month(end)
-    last = _month_before(after if after - dt.timedelta(days=1) == end else end.replace(day=1))
-    return first, last
+RUNNING = {"spec": "gemini_usage_key_running", "model": "gemini_model_usage_key_running",
+           "all_models": "gemini_model_usage_key_running_all"}
+_RUNNING_COLUMNS = (("request_count", "requests"), ("success_count", "successes"),
+                    ("failure_count", "failures"), ("rate_limit_count", "rate_limited"),
+                    ("lat_num", "lat_num"), ("lat_den", "lat_den"))
 
 
-def _next_month(day: dt.date) -> dt.date:
-    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-
-
-def _month_before(first_of_month: dt.date) -> dt.date:
-    return (first_of_month - dt.timedelta(days=1)).replace(day=1)
-
-
-def key_parts_source(f: StatsFilter, *, tokens: bool = False) -> tuple[str, dict[str, Any]]:
-    """A subquery of rows (key_id, counters, latency parts[, tokens]) whose sums per key are
-    the range's: the per-key monthly rollup for whole months, stats rows for the days
-    around them (key filters apply on the keys table, outside)."""
-    table = MODEL_TABLE if tokens else source_table(f)
-    model, params = model_condition(f)
-    first, last = full_months(f.start, f.end)
-    months_end = _next_month(last) - dt.timedelta(days=1) if first <= last else f.start
-    params.update(start=f.start, end=f.end, m_first=first, m_last=last, m_end=months_end)
-    whole = "" if first > last else f"""
-SELECT s.key_id, {_part_columns(tokens, raw=False)} FROM {MONTH_ROLLUP[table]} s
-WHERE s.month BETWEEN :m_first AND :m_last AND {model}
-UNION ALL"""
-    edges = ("" if first > last else " AND NOT (s.date BETWEEN :m_first AND :m_end)")
-    return f"""{whole}
-SELECT s.key_id, {_part_columns(tokens, raw=True)} FROM {table} s
-WHERE s.date BETWEEN :start AND :end AND {model}{edges}""", params
+def key_range_sql(f: StatsFilter, *, tokens: bool = False) -> tuple[str, str, dict[str, Any]]:
+    """Per key of `gemini_api_keys k`: its sums over the range, as (select list, joins,
+    params). From the running totals of migration 0011: the row at or before the range's
+    end minus the row before its start, two index probes per key whatever the range.
+    Columns: requests, successes, failures, rate_limited, lat_num, lat_den (, tokens)."""
+    if f.model is not None:
+        table, model, params = RUNNING["model"], " AND r.model = :model", {"model": f.model}
+    else:
+        table, model, params = RUNNING["all_models" if tokens else "spec"], "", {}
+    cols = list(_RUNNING_COLUMNS) + ([(c, c) for c in TOKEN_COLUMNS] if tokens else [])
+    cast = {"lat_num": "float8"}
+    select = ", ".join(f"(coalesce(e.{c}, 0) - coalesce(b.{c}, 0))::{cast.get(c, 'bigint')}"
+                       f" AS {name}" for c, name in cols)
+    joins = f"""
+LEFT JOIN LATERAL (SELECT * FROM {table} r WHERE r.key_id = k.id{model} AND r.date <= :end
+                   ORDER BY r.date DESC LIMIT 1) e ON true
+LEFT JOIN LATERAL (SELECT * FROM {table} r WHERE r.key_id = k.id{model} AND r.date < :start
+                   ORDER BY r.date DESC LIMIT 1) b ON true"""
+    return select, joins, {**params, "start": f.start, "end": f.end}
 
 
 def _totals_of_parts(m: Any) -> dict[str, Any]:
@@ -383,22 +374,18 @@ def per_key_totals(session: Session, f: StatsFilter, *, sort: KeySort = "failure
     if sort not in SORTS:
         raise InvalidInput(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
     conditions, params = key_conditions(f)
-    parts, part_params = key_parts_source(f)
+    sums, joins, range_params = key_range_sql(f)
     sql = f"""
-WITH agg AS (SELECT p.key_id, {_part_sums(False)} FROM ({parts}) p GROUP BY p.key_id)
-SELECT * FROM (
+SELECT *, lat_num / nullif(lat_den, 0) AS avg_latency_ms FROM (
   SELECT k.id AS key_id, k.name, k.group_label, k.priority,
          coalesce(k.is_active, false) AS is_active, k.archived_at IS NOT NULL AS archived,
-         k.deleted_at IS NOT NULL AS deleted, k.disabled_reason, k.cooldown_until,
-         coalesce(a.requests, 0) AS requests, coalesce(a.successes, 0) AS successes,
-         coalesce(a.failures, 0) AS failures, coalesce(a.rate_limited, 0) AS rate_limited,
-         coalesce(a.lat_num, 0) AS lat_num, coalesce(a.lat_den, 0) AS lat_den,
-         a.lat_num / nullif(a.lat_den, 0) AS avg_latency_ms
-  FROM gemini_api_keys k LEFT JOIN agg a ON a.key_id = k.id
+         k.deleted_at IS NOT NULL AS deleted, k.disabled_reason, k.cooldown_until, {sums}
+  FROM gemini_api_keys k {joins}
   WHERE {conditions}) t
-ORDER BY {SORTS[sort]}, lower(name), key_id
+ORDER BY {SORTS[sort].replace("avg_latency_ms", "lat_num / nullif(lat_den, 0)")},
+         lower(name), key_id
 {"LIMIT :limit" if limit else ""}"""
-    params.update(part_params, limit=limit)
+    params.update(range_params, limit=limit)
     return [KeyRow(key_id=r.key_id, name=r.name, group_label=r.group_label, priority=r.priority,
                    is_active=r.is_active, archived=r.archived, deleted=r.deleted,
                    disabled_reason=r.disabled_reason, cooldown_until=r.cooldown_until,
@@ -562,16 +549,12 @@ ORDER BY requests DESC, p.model"""
 def per_key_tokens(session: Session, f: StatsFilter, *, limit: int = 20) -> list[KeyTokens]:
     """The keys that used the most tokens in the range (ties by name), top `limit`."""
     conditions, params = key_conditions(f)
-    parts, part_params = key_parts_source(f, tokens=True)
-    token_sums = ", ".join(f"sum(p.{c})::bigint AS {c}" for c in TOKEN_COLUMNS)
+    sums, joins, range_params = key_range_sql(f, tokens=True)
     sql = f"""
-WITH agg AS (SELECT p.key_id, {token_sums}, sum(p.request_count)::bigint AS requests
-             FROM ({parts}) p GROUP BY p.key_id)
-SELECT k.id AS key_id, k.name, k.group_label, a.requests, {", ".join(
-        f"a.{c}" for c in TOKEN_COLUMNS)}
-FROM agg a JOIN gemini_api_keys k ON k.id = a.key_id
-WHERE {conditions} AND a.total_tokens > 0
-ORDER BY a.total_tokens DESC, lower(k.name), k.id LIMIT :limit"""
-    params.update(part_params, limit=limit)
+SELECT * FROM (SELECT k.id AS key_id, k.name, k.group_label, {sums}
+               FROM gemini_api_keys k {joins} WHERE {conditions}) t
+WHERE total_tokens > 0
+ORDER BY total_tokens DESC, lower(name), key_id LIMIT :limit"""
+    params.update(range_params, limit=limit)
     return [KeyTokens(r.key_id, r.name, r.group_label, Tokens.of(r._mapping), int(r.requests))
             for r in session.execute(text(sql), params)]

@@ -108,7 +108,8 @@ def seed_demo(cli_ctx: CliContext, key_count: int, days: int, audit_rows: int, s
         summary = make_demo(session, runtime.master_key, keys=key_count, days=days,
                        audit_rows=audit_rows, seed=seed)
     click.echo(f"added {summary.keys} demo keys (demo-{summary.batch}-…), "
-               f"{summary.stats_rows} daily stats rows ({summary.start} to {summary.end}) and "
+               f"{summary.stats_rows} daily stats rows ({summary.start} to {summary.end}), "
+               f"{summary.model_rows} per-model rows with tokens and "
                f"{summary.audit_rows} audit entries")
     notes = [f"failing today and auto-disabled: {summary.failing_key}" if summary.failing_key
              else "", f"hitting 429s, cooling down: {summary.rate_limited_key}"

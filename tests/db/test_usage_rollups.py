@@ -17,11 +17,13 @@ SPEC, MODEL = "gemini_key_usage_stats", "gemini_key_model_usage_stats"
 # (rollup, source, grouping columns in the rollup, the same from the source, summed columns)
 ROLLUPS = (
     ("gemini_usage_day_rollup", SPEC, "date", "date", COUNTS),
-    ("gemini_usage_key_month_rollup", SPEC, "key_id, month",
-     "key_id, date_trunc('month', date)::date", COUNTS),
     ("gemini_model_usage_day_rollup", MODEL, "date, model", "date, model", COUNTS + TOKENS),
-    ("gemini_model_usage_key_month_rollup", MODEL, "key_id, month, model",
-     "key_id, date_trunc('month', date)::date, model", COUNTS + TOKENS),
+)
+# running totals: (table, source, key columns, summed columns)
+RUNNING = (
+    ("gemini_usage_key_running", SPEC, ("key_id",), COUNTS),
+    ("gemini_model_usage_key_running", MODEL, ("key_id", "model"), COUNTS + TOKENS),
+    ("gemini_model_usage_key_running_all", MODEL, ("key_id",), COUNTS + TOKENS),
 )
 
 
@@ -30,7 +32,31 @@ def sums(db, sql: str) -> dict:
         return {tuple(r[:-1]): r[-1] for r in c.execute(text(sql))}
 
 
+def assert_running_exact(db) -> None:
+    """Every running row is the sum of its key's (and model's) stats rows up to its date,
+    and every stats row's date has a running row."""
+    for running, source, keys, summed in RUNNING:
+        on = " AND ".join(f"s.{k} = r.{k}" for k in keys)
+        cols = ", ".join(f"coalesce(sum(s.{c}), 0)::bigint" for c in summed)
+        with db.engine.connect() as c:
+            bad = c.execute(text(f"""
+SELECT r.* FROM {running} r
+WHERE ARRAY[{", ".join(f"r.{c}" for c in summed)}, r.lat_den] IS DISTINCT FROM (
+  SELECT ARRAY[{cols}, coalesce(sum(CASE WHEN s.avg_response_time IS NULL THEN 0
+                                        ELSE s.request_count END), 0)::bigint]
+  FROM {source} s WHERE {on} AND s.date <= r.date)
+   OR abs(r.lat_num - (SELECT coalesce(sum(s.avg_response_time::numeric * s.request_count),
+                                        0) FROM {source} s WHERE {on} AND s.date <= r.date))
+      > 1e-6""")).all()
+            assert not bad, (running, bad[:3])
+            missing = c.scalar(text(f"""
+SELECT count(*) FROM {source} s WHERE s.key_id IS NOT NULL AND NOT EXISTS (
+  SELECT 1 FROM {running} r WHERE {on} AND r.date = s.date)"""))
+            assert missing == 0, running
+
+
 def assert_rollups_exact(db) -> None:
+    assert_running_exact(db)
     for rollup, source, keys, source_keys, summed in ROLLUPS:
         n = len(keys.split(","))
         cols = ", ".join(f"sum({c})::bigint" for c in summed)
@@ -109,13 +135,14 @@ def test_rollups_follow_every_change_to_the_stats(db):
     with db.engine.begin() as c:
         c.execute(text(f"TRUNCATE {SPEC}, {MODEL}"))
         assert c.scalar(text("SELECT count(*) FROM gemini_usage_day_rollup")) == 0
-        assert c.scalar(text("SELECT count(*) FROM gemini_model_usage_key_month_rollup")) == 0
+        for running, *_ in RUNNING:
+            assert c.scalar(text(f"SELECT count(*) FROM {running}")) == 0
 
 
 def test_rollups_are_for_admins_only(db, admin_actor, member_actor):
     with session_scope(Actor.service("cli"), engine=db.engine) as s:
         insert_usage(s, insert_key(s, "k"), day(0), {"gemini-2.5-flash": (3, 0, 0, 10.0, 5, 5)})
-    for rollup, *_ in ROLLUPS:
+    for rollup in [r[0] for r in ROLLUPS] + [r[0] for r in RUNNING]:
         with session_scope(admin_actor, engine=db.app_engine) as s:
             assert s.scalar(text(f"SELECT count(*) FROM {rollup}")) == 1
         with session_scope(member_actor, engine=db.app_engine) as s:

@@ -43,12 +43,14 @@ COUNTS = ("request_count", "success_count", "failure_count", "rate_limit_count")
 TOKENS = ("prompt_tokens", "output_tokens", "thoughts_tokens", "cached_tokens", "total_tokens")
 STRIPE = f"(coalesce(get_byte(uuid_send(key_id), 15), 0) % {STRIPES})"
 
+# Per source table: (columns summed, its day rollup, its per-key running totals as
+# (table, extra key column or None)).
 SOURCES = {
-    # source table: (columns summed, day rollup, key-month rollup, extra key column)
     "gemini_key_usage_stats": (COUNTS, "gemini_usage_day_rollup",
-                               "gemini_usage_key_month_rollup", None),
+                               (("gemini_usage_key_running", None),), None),
     "gemini_key_model_usage_stats": ((*COUNTS, *TOKENS), "gemini_model_usage_day_rollup",
-                                     "gemini_model_usage_key_month_rollup", "model"),
+                                     (("gemini_model_usage_key_running", "model"),
+                                      ("gemini_model_usage_key_running_all", None)), "model"),
 }
 
 
@@ -67,31 +69,60 @@ def _parts(summed: tuple[str, ...], sign: str) -> str:
     return ", ".join(cols)
 
 
-def _upsert(target: str, keys: tuple[str, ...], select_keys: tuple[str, ...],
-            summed: tuple[str, ...], source: str, where: str = "TRUE") -> str:
-    all_cols = (*summed, "lat_num", "lat_den")
-    sums = ", ".join(f"sum({c})" for c in all_cols)
-    sets = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in all_cols)
+def _all(summed: tuple[str, ...]) -> tuple[str, ...]:
+    return (*summed, "lat_num", "lat_den")
+
+
+def _day_upsert(target: str, keys: tuple[str, ...], summed: tuple[str, ...]) -> str:
+    cols = _all(summed)
     group = ", ".join(str(i + 1) for i in range(len(keys)))
-    return (f"INSERT INTO {target} AS r ({', '.join(keys)}, {', '.join(all_cols)})\n"
-            f"  SELECT {', '.join(select_keys)}, {sums} FROM {source} WHERE {where}"
+    return (f"INSERT INTO {target} AS r ({', '.join(keys)}, {', '.join(cols)})\n"
+            f"  SELECT {', '.join(keys)}, {', '.join(f'sum({c})' for c in cols)} FROM delta"
             f" GROUP BY {group} ORDER BY {group}\n"
-            f"  ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}")
+            f"  ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + ", ".join(f"{c} = r.{c} + excluded.{c}" for c in cols))
+
+
+def _running(target: str, extra: str | None, summed: tuple[str, ...], n: int) -> str:
+    """CTEs that keep `target` (per key[, extra] and date: the sums of every row up to that
+    date) exact under the statement's deltas: rows at or after a delta's date grow by it; a
+    date without a row gets one, the latest earlier row plus the deltas up to it."""
+    cols = _all(summed)
+    g = ("key_id", extra) if extra else ("key_id",)
+    same = " AND ".join(f"{{a}}.{c} = {{b}}.{c}" for c in g)
+    on = lambda a, b: same.format(a=a, b=b)  # noqa: E731
+    sums = ", ".join(f"sum({c}) AS {c}" for c in cols)
+    part = ", ".join(g)
+    return f"""cd{n} AS MATERIALIZED (
+  SELECT {part}, date, {", ".join(f"{c}, sum({c}) OVER w AS run_{c}" for c in cols)}
+  FROM (SELECT {part}, date, {sums} FROM delta WHERE key_id IS NOT NULL
+        GROUP BY {part}, date) x
+  WINDOW w AS (PARTITION BY {part} ORDER BY date)),
+up{n} AS (UPDATE {target} AS t SET {", ".join(f"{c} = t.{c} + a.{c}" for c in cols)}
+  FROM (SELECT {", ".join(f"r.{c}" for c in g)}, r.date,
+               {", ".join(f"sum(cd.{c}) AS {c}" for c in cols)}
+        FROM {target} r JOIN cd{n} cd ON {on("cd", "r")} AND cd.date <= r.date
+        GROUP BY {", ".join(f"r.{c}" for c in g)}, r.date) a
+  WHERE {on("t", "a")} AND t.date = a.date),
+new{n} AS (INSERT INTO {target} ({part}, date, {", ".join(cols)})
+  SELECT {", ".join(f"cd.{c}" for c in g)}, cd.date,
+         {", ".join(f"coalesce(p.{c}, 0) + cd.run_{c}" for c in cols)}
+  FROM cd{n} cd LEFT JOIN LATERAL (SELECT * FROM {target} r WHERE {on("r", "cd")}
+                                   AND r.date < cd.date ORDER BY r.date DESC LIMIT 1) p ON true
+  WHERE NOT EXISTS (SELECT 1 FROM {target} r WHERE {on("r", "cd")} AND r.date = cd.date)
+  ORDER BY {", ".join(f"cd.{c}" for c in g)}, cd.date)"""
 
 
 def _statement(table: str, delta: str) -> str:
-    summed, day, month, extra = SOURCES[table]
-    e = (extra,) if extra else ()
-    day_keys = ("date", *e, "stripe")
-    return (f"WITH delta AS MATERIALIZED ({delta}),\n"
-            f"d AS ({_upsert(day, day_keys, day_keys, summed, 'delta')})\n"
-            + _upsert(month, ("key_id", "month", *e),
-                      ("key_id", "date_trunc('month', date)::date", *e), summed, "delta",
-                      "key_id IS NOT NULL") + ";")
+    summed, day, running, extra = SOURCES[table]
+    day_keys = ("date", extra, "stripe") if extra else ("date", "stripe")
+    ctes = [f"delta AS MATERIALIZED ({delta})",
+            *(_running(t, x, summed, n) for n, (t, x) in enumerate(running))]
+    return "WITH " + ",\n".join(ctes) + "\n" + _day_upsert(day, day_keys, summed) + ";"
 
 
 def _function(table: str) -> str:
-    summed, day, month, extra = SOURCES[table]
+    summed, day, running, extra = SOURCES[table]
     keys = f"key_id, date, {STRIPE} AS stripe{', ' + extra if extra else ''}"
     new = f"SELECT {keys}, {_parts(summed, '1')} FROM new_rows"
     old = f"SELECT {keys}, {_parts(summed, '-1')} FROM old_rows"
@@ -100,7 +131,7 @@ CREATE FUNCTION {table}_rollup() RETURNS trigger LANGUAGE plpgsql
 SET search_path = public, pg_temp AS $fn$
 BEGIN
   IF TG_OP = 'TRUNCATE' THEN
-    TRUNCATE {day}, {month};
+    TRUNCATE {day}, {", ".join(t for t, _ in running)};
   ELSIF TG_OP = 'INSERT' THEN
     IF EXISTS (SELECT 1 FROM new_rows) THEN
       {_statement(table, new)}
@@ -150,14 +181,17 @@ def upgrade() -> None:
     op.execute(
         _table("gemini_usage_day_rollup", "date DATE NOT NULL, stripe SMALLINT NOT NULL",
                "date, stripe", COUNTS, "the daily usage rollup")
-        + _table("gemini_usage_key_month_rollup", "key_id UUID NOT NULL, month DATE NOT NULL",
-                 "key_id, month", COUNTS, "the monthly usage rollup per key")
+        + _table("gemini_usage_key_running", "key_id UUID NOT NULL, date DATE NOT NULL",
+                 "key_id, date", COUNTS, "the running usage totals per key")
         + _table("gemini_model_usage_day_rollup",
                  "date DATE NOT NULL, model VARCHAR(128) NOT NULL, stripe SMALLINT NOT NULL",
                  "date, model, stripe", model, "the daily per-model usage rollup")
-        + _table("gemini_model_usage_key_month_rollup",
-                 "key_id UUID NOT NULL, month DATE NOT NULL, model VARCHAR(128) NOT NULL",
-                 "key_id, month, model", model, "the monthly per-model usage rollup per key")
+        + _table("gemini_model_usage_key_running",
+                 "key_id UUID NOT NULL, model VARCHAR(128) NOT NULL, date DATE NOT NULL",
+                 "key_id, model, date", model, "the running per-model usage totals per key")
+        + _table("gemini_model_usage_key_running_all",
+                 "key_id UUID NOT NULL, date DATE NOT NULL", "key_id, date", model,
+                 "the running usage totals per key over every model")
         + "".join(_function(t) for t in SOURCES))
     for table, (summed, _, _, extra) in SOURCES.items():  # what is there already
         keys = f"key_id, date, {STRIPE} AS stripe{', ' + extra if extra else ''}"
@@ -165,11 +199,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table, (_, day, month, _) in SOURCES.items():
+    for table, (_, day, running, _) in SOURCES.items():
         op.execute(f"""
 DROP TRIGGER IF EXISTS {table}_rollup_ins ON {table};
 DROP TRIGGER IF EXISTS {table}_rollup_upd ON {table};
 DROP TRIGGER IF EXISTS {table}_rollup_del ON {table};
 DROP TRIGGER IF EXISTS {table}_rollup_trunc ON {table};
 DROP FUNCTION IF EXISTS {table}_rollup();
-DROP TABLE IF EXISTS {day}, {month};""")
+DROP TABLE IF EXISTS {day}, {", ".join(t for t, _ in running)};""")
