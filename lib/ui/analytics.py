@@ -51,7 +51,7 @@ def analytics_filter(options: Sequence[KeyOption], groups: Sequence[str],
     start, end = date_range_picker()
     names = {str(o.key_id): o.name + (" (retired)" if o.retired else "") for o in options}
     col_keys, col_group, col_model, col_archived = st.columns(
-        [3, 2, 2, 1], vertical_alignment="bottom")
+        [3, 2, 2, 2], vertical_alignment="bottom")
     picked = col_keys.multiselect("Keys", list(names), format_func=names.__getitem__,
                                   placeholder="All keys", key="an_keys")
     group = col_group.selectbox("Group", groups, index=None, placeholder="All groups",
@@ -95,13 +95,14 @@ def kpi_tiles(current: Totals, previous: Totals, tokens: Tokens | None = None,
     """Two rows of four tiles: requests, success rate, failures, 429s; latency and tokens
     (prompt, output, total). Deltas against the previous period (see comparison_note)."""
     first, second = st.columns(4), st.columns(4)
-    first[0].metric("Requests", f"{current.requests:,}",
-                    change(current.requests, previous.requests))
+    first[0].metric("Requests", _count(current.requests),
+                    change(current.requests, previous.requests),
+                    help=_exact(current.requests, "Calls recorded in the period."))
     first[1].metric("Success rate", _pct(current.success_rate),
                     change(current.success_rate, previous.success_rate, percent_points=True))
-    first[2].metric("Failures", f"{current.failures:,}",
+    first[2].metric("Failures", _count(current.failures),
                     change(current.failures, previous.failures), delta_color="inverse")
-    first[3].metric("Rate-limited (429)", f"{current.rate_limited:,}",
+    first[3].metric("Rate-limited (429)", _count(current.rate_limited),
                     change(current.rate_limited, previous.rate_limited),
                     delta_color="inverse")
     second[0].metric("Avg latency", _ms(current.avg_latency_ms),
@@ -110,14 +111,35 @@ def kpi_tiles(current: Totals, previous: Totals, tokens: Tokens | None = None,
     if tokens is None:
         return
     before = previous_tokens or Tokens()
-    second[1].metric("Prompt tokens", f"{tokens.prompt:,}", change(tokens.prompt, before.prompt),
-                     delta_color="off", help="Input tokens (promptTokenCount), cached "
-                                             f"ones included ({tokens.cached:,} cached).")
-    second[2].metric("Output tokens", f"{tokens.output:,}", change(tokens.output, before.output),
-                     delta_color="off", help="Generated tokens (candidatesTokenCount); "
-                                             f"thinking tokens apart ({tokens.thoughts:,}).")
-    second[3].metric("Total tokens", f"{tokens.total:,}", change(tokens.total, before.total),
-                     delta_color="off", help="totalTokenCount as Gemini reports it.")
+    second[1].metric("Prompt tokens", _count(tokens.prompt), change(tokens.prompt, before.prompt),
+                     delta_color="off", help=_exact(tokens.prompt, "Input tokens "
+                                                    "(promptTokenCount), cached ones included "
+                                                    f"({tokens.cached:,} cached)."))
+    second[2].metric("Output tokens", _count(tokens.output), change(tokens.output, before.output),
+                     delta_color="off", help=_exact(tokens.output, "Generated tokens "
+                                                    "(candidatesTokenCount); thinking tokens "
+                                                    f"apart ({tokens.thoughts:,})."))
+    second[3].metric("Total tokens", _count(tokens.total), change(tokens.total, before.total),
+                     delta_color="off", help=_exact(tokens.total, "totalTokenCount as Gemini "
+                                                    "reports it: prompt, output and thinking."))
+
+
+COMPACT_FROM = 10_000_000
+
+
+def _count(value: int) -> str:
+    """A count for a tile: exact with thousands separators up to 10 million, then in
+    millions (M) or billions (B) with three significant decimals so the tile never clips
+    (the exact number is in the tile's help)."""
+    if abs(value) < COMPACT_FROM:
+        return f"{value:,}"
+    if abs(value) < 10_000_000_000:
+        return f"{value / 1e6:,.2f} M"
+    return f"{value / 1e9:,.2f} B"
+
+
+def _exact(value: int, text: str) -> str:
+    return text if abs(value) < COMPACT_FROM else f"{text} Exactly {value:,}."
 
 
 def _pct(value: float | None) -> str:
