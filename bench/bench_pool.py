@@ -27,7 +27,7 @@ from lib.key_format import ApiKeyText
 from lib.pool import ACQUIRE_SQL, KeyPool
 
 AIM = "<= 2x"
-ACQUIRE_PLAN_SQL = "EXPLAIN " + ACQUIRE_SQL
+ACQUIRE_PLAN_SQL = "EXPLAIN " + ACQUIRE_SQL.replace("$1", "ARRAY[]::uuid[]").replace("$2", "600")
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
 

@@ -7,8 +7,10 @@ import uuid
 from typing import Any
 
 from sqlalchemy import (
+    CHAR,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     Float,
     ForeignKey,
@@ -81,6 +83,9 @@ class ApiKey(Base):
     cooldown_until: Mapped[dt.datetime | None]
     consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # calls handed out by the pool and not yet recorded (migration 0010)
+    in_flight: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    lease_expires_at: Mapped[dt.datetime | None]
 
 
 class AuditLog(Base):
@@ -135,6 +140,63 @@ class ModelUsageStat(Base):
     cached_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     total_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+
+# A key's Google Cloud project: its group, or the key alone when it has none.
+PROJECT_SQL = "COALESCE(NULLIF({k}group_label, ''), 'key:' || {k}id::text)"
+
+
+def project_of(key_id: uuid.UUID | str, group_label: str | None) -> str:
+    """The project of a key, as PROJECT_SQL computes it."""
+    return group_label if group_label else f"key:{key_id}"
+
+
+class QuotaLimit(Base):
+    """An admin's limits for one group x model; NULL = no limit, 0 = no quota at all."""
+
+    __tablename__ = "gemini_quota_limits"
+    __table_args__ = (
+        CheckConstraint("rpm IS NULL OR rpm >= 0"),
+        CheckConstraint("tpm IS NULL OR tpm >= 0"),
+        CheckConstraint("rpd IS NULL OR rpd >= 0"),
+    )
+
+    group_label: Mapped[str] = mapped_column(String(100), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(BigInteger)
+    rpd: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+
+class QuotaUsage(Base):
+    """Requests and input tokens the pool counted for one project x model in one window:
+    window_kind 'm' = the UTC minute, 'd' = the Pacific day (its midnight as naive UTC)."""
+
+    __tablename__ = "gemini_quota_usage"
+    __table_args__ = (CheckConstraint("window_kind IN ('m', 'd')"),)
+
+    project: Mapped[str] = mapped_column(String(140), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_kind: Mapped[str] = mapped_column(CHAR(1), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class ModelCooldown(Base):
+    """A project x model resting after a 429 naming the model, or without quota (no_quota)."""
+
+    __tablename__ = "gemini_model_cooldowns"
+
+    project: Mapped[str] = mapped_column(String(140), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cooldown_until: Mapped[dt.datetime | None]
+    no_quota: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
 
 # Held exclusively with the check row (start-up, rotation, restore) and shared by migration
 # 0005's trigger for every new ciphertext, so a key added during a rotation waits for it.

@@ -35,3 +35,18 @@ def next_pacific_midnight(now: dt.datetime) -> dt.datetime:
     # Midnight always exists in Los Angeles (DST switches at 02:00).
     return dt.datetime(next_day.year, next_day.month, next_day.day,
                        tzinfo=QUOTA_TZ).astimezone(dt.UTC)
+
+
+def pacific_day_start(now: dt.datetime) -> dt.datetime:
+    """Midnight Pacific that began the Pacific day of aware `now`, as naive UTC: the start of
+    the per-day quota window."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    day = now.astimezone(QUOTA_TZ).date()
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=QUOTA_TZ)
+    return start.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def utc_minute_start(now: dt.datetime) -> dt.datetime:
+    """The UTC minute of aware `now`, as naive UTC: the per-minute quota window."""
+    return naive_utc(now).replace(second=0, microsecond=0)

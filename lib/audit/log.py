@@ -29,6 +29,7 @@ class Action(StrEnum):
     KEY_CHECKED = "key_checked"
     KEY_AUTO_DISABLED = "key_auto_disabled"
     KEY_COOLDOWN = "key_cooldown"
+    MODEL_COOLDOWN = "model_cooldown"  # one project x model (a 429 naming it, or limit: 0)
     MASTER_KEY_ROTATED = "master_key_rotated"
     MASTER_KEY_CHECK_RESTORED = "master_key_check_restored"
     USER_CREATED = "user_created"

@@ -12,13 +12,25 @@ import psycopg2.extensions
 from sqlalchemy import Engine
 
 
+def is_connection_error(error: BaseException, connection: Any) -> bool:
+    """The connection (not the statement) failed: lost, closed, or the server went away.
+    After a crash psycopg2 may raise a plain DatabaseError ("server closed the connection
+    unexpectedly") rather than an OperationalError."""
+    if isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+        return True
+    if not isinstance(error, psycopg2.DatabaseError):
+        return False
+    return type(error) is psycopg2.DatabaseError or bool(connection.closed)
+
+
 class Connections:
     """A few autocommit connections kept for the pool's one-round-trip statements.
 
     Taken from the engine (so db/ still makes every connection) and detached from its
     pool: no pre-ping and no isolation-level switch per call, which would cost more round
-    trips than the statement itself. A connection that fails is closed, never reused; an
-    idle one found dead is replaced once (the statement never reached the server).
+    trips than the statement itself. A connection error closes that connection and every
+    idle one (after a server restart they are all dead: retrying on the next idle one would
+    fail again); the caller then retries once on a fresh connection (KeyPool._execute).
     """
 
     def __init__(self, engine: Engine, keep: int = 8) -> None:
@@ -35,22 +47,22 @@ class Connections:
         return connection, set()
 
     @contextmanager
-    def get(self) -> Iterator[tuple[Any, set[str]]]:
-        with self._lock:
-            entry = self._idle.pop() if self._idle else None
-        if entry is not None and entry[0].closed:
-            entry = None
-        stale_possible = entry is not None
+    def get(self, *, fresh: bool = False) -> Iterator[tuple[Any, set[str]]]:
+        """An idle connection (or a new one; always new with fresh=True)."""
+        entry = None
+        if not fresh:
+            with self._lock:
+                entry = self._idle.pop() if self._idle else None
+            if entry is not None and entry[0].closed:
+                entry = None
         entry = entry or self._new()
         try:
             yield entry
-        except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            entry[0].close()
-            if not stale_possible:
-                raise
-            # One retry on a fresh connection belongs to the caller; see KeyPool._execute.
-            raise StaleConnection from None
-        except BaseException:
+        except BaseException as error:
+            if is_connection_error(error, entry[0]):
+                entry[0].close()
+                self.close()
+                raise ConnectionLost from error
             if entry[0].closed or entry[0].status != psycopg2.extensions.STATUS_READY:
                 entry[0].close()
             else:
@@ -73,9 +85,8 @@ class Connections:
             connection.close()
 
 
-class _StaleConnection(Exception):
-    """An idle connection had died (server restart, idle timeout)."""
+class ConnectionLost(Exception):
+    """The connection failed under a statement (server restart, crash, idle timeout)."""
 
 
-class StaleConnection(Exception):
-    """An idle connection had died (server restart, idle timeout)."""
+StaleConnection = ConnectionLost  # the name before restarts were handled

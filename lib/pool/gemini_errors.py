@@ -25,6 +25,16 @@ QuotaScope = Literal["minute", "day"]
 _INVALID_KEY_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
 _INVALID_KEY_MESSAGE = re.compile(r"API key (not valid|expired)", re.IGNORECASE)
 _LEAKED_MESSAGE = re.compile(r"reported as leaked", re.IGNORECASE)
+_UNRESTRICTED_MESSAGE = re.compile(r"unrestricted", re.IGNORECASE)
+# Google's message lists each exceeded quota as "..., limit: 0, model: gemini-2.5-pro" when
+# the project's tier has no quota for the model at all.
+_NO_QUOTA_MESSAGE = re.compile(r"limit:\s*0(?![\d.])", re.IGNORECASE)
+AUTH_KEY_REFUSED_ADVICE = ("Google does not accept this authorization key for the Gemini API: "
+                     "create a new key in Google AI Studio (or enable the Generative "
+                     "Language API for its service account) and add that one")
+UNRESTRICTED_ADVICE = ("Google rejects unrestricted standard keys: restrict this key in "
+                       "Google Cloud Console (API restrictions: Generative Language API), "
+                       "then reactivate it")
 
 
 
@@ -45,6 +55,9 @@ class GeminiError:
     retry_after: timedelta | None = None
     disables_key: bool = False
     counts_as_key_failure: bool = False
+    model: str | None = None  # the model a QuotaFailure named (quotaDimensions.model)
+    no_quota: bool = False  # `limit: 0`: the project has no quota for `model` at all
+    advice: str | None = None  # what an admin should do about a disabled key
 
 
 
@@ -95,22 +108,44 @@ def _parse_duration(value: Any) -> timedelta | None:
     return timedelta(seconds=seconds)
 
 
-def _quota_scope(error: dict[str, Any]) -> QuotaScope | None:
-    """Per-minute vs per-day from QuotaFailure quotaIds; retryDelay is not reliable for this."""
+def _violations(error: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for failure in _details(error, "google.rpc.QuotaFailure")
+            for v in (failure.get("violations") if isinstance(failure.get("violations"), list)
+                      else []) if isinstance(v, dict)]
+
+
+def _violation_scope(violation: dict[str, Any]) -> QuotaScope | None:
+    quota_id = str(violation.get("quotaId", "")).lower()
+    if "perday" in quota_id:
+        return "day"
+    # No hour scope: a per-hour quota gets the same short cooldown as per-minute and
+    # simply 429s again if it has not reset yet.
+    if "perminute" in quota_id or "perhour" in quota_id:
+        return "minute"
+    return None
+
+
+def _quota(error: dict[str, Any], raw_message: str) -> tuple[QuotaScope | None, str | None,
+                                                             bool]:
+    """(scope, model, no quota) from QuotaFailure: the strictest violation wins (per-day
+    over per-minute), decided by quotaId, never by retryDelay (per-day may say "0s")."""
     scope: QuotaScope | None = None
-    for failure in _details(error, "google.rpc.QuotaFailure"):
-        violations = failure.get("violations")
-        for violation in violations if isinstance(violations, list) else []:
-            if not isinstance(violation, dict):
-                continue
-            quota_id = str(violation.get("quotaId", "")).lower()
-            if "perday" in quota_id:
-                return "day"  # the longest window wins
-            # No hour scope: a per-hour quota gets the same short cooldown as per-minute and
-            # simply 429s again if it has not reset yet.
-            if "perminute" in quota_id or "perhour" in quota_id:
-                scope = "minute"
-    return scope
+    model: str | None = None
+    no_quota = bool(_NO_QUOTA_MESSAGE.search(raw_message))
+    for violation in _violations(error):
+        dims = violation.get("quotaDimensions")
+        named = dims.get("model") if isinstance(dims, dict) else None
+        named = str(named)[:128] if named else None
+        this = _violation_scope(violation)
+        if str(violation.get("quotaValue", "")).strip() == "0":
+            no_quota = True
+        if this == "day" and scope != "day":
+            scope, model = "day", named or model
+        elif this == "minute" and scope is None:
+            scope, model = "minute", named or model
+        elif model is None:
+            model = named
+    return scope, model, no_quota and model is not None
 
 
 def classify_error(
@@ -131,7 +166,8 @@ def classify_error(
         status = code  # an error object inside a 200 (or a body without a status) wins
 
     message = error.get("message")
-    message = clip_message(message if isinstance(message, str) else raw)
+    raw_message = message if isinstance(message, str) else raw
+    message = clip_message(raw_message)
     infos = _details(error, "google.rpc.ErrorInfo")
     reason = next((str(i["reason"]) for i in infos if i.get("reason")), None)
     if _LEAKED_MESSAGE.search(message):
@@ -149,14 +185,23 @@ def classify_error(
     if reason in _INVALID_KEY_REASONS or (status == 400 and _INVALID_KEY_MESSAGE.search(message)):
         return make("invalid", disables_key=True, counts_as_key_failure=True)
     if status == 403:
-        return make("permission_denied", disables_key=True, counts_as_key_failure=True)
+        unrestricted = ("UNRESTRICTED" in (reason or "").upper()
+                        or bool(_UNRESTRICTED_MESSAGE.search(raw_message)))
+        return make("permission_denied", disables_key=True, counts_as_key_failure=True,
+                    advice=UNRESTRICTED_ADVICE if unrestricted else None)
     if status == 429:
         retry = next(
             (d for i in _details(error, "google.rpc.RetryInfo")
              if (d := _parse_duration(i.get("retryDelay"))) is not None),
             None,
         )
-        return make("rate_limited", quota_scope=_quota_scope(error), retry_after=retry)
+        scope, model, no_quota = _quota(error, raw_message)
+        return make("rate_limited", quota_scope=scope, retry_after=retry, model=model,
+                    no_quota=no_quota)
+    if status == 401 and reason == "ACCESS_TOKEN_TYPE_UNSUPPORTED":
+        # The key itself will never work here (an authorization key the API won't take).
+        return make("invalid", disables_key=True, counts_as_key_failure=True,
+                    advice=AUTH_KEY_REFUSED_ADVICE)
     if status == 401:
         # Gemini reports bad keys as 400; a 401 more likely comes from a proxy or a
         # misconfiguration, so count it but don't disable every key on the first one.

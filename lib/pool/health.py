@@ -22,13 +22,15 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.models import ApiKey
+from db.models import ApiKey, project_of
 from db.session import Actor, session_scope
 from lib.audit.log import Action, write_audit
-from lib.crypto.sealed import KeyDecryptionError, MasterKey
+from lib.crypto.sealed import KeyDecryptionError, MasterKey, MasterKeyMismatch
 from lib.keys.reads import resolve_key, reveal_key
 from lib.keys.writes import apply_cooldown, auto_disable
+from lib.pool.fail_closed import row_fault
 from lib.pool.gemini_errors import ErrorKind, GeminiError, classify_error, classify_exception
+from lib.pool.model_cooldowns import cool_model
 from lib.pool.policy import DEFAULT_POLICY, FailurePolicy, error_details, judge
 from lib.redact import redact
 from lib.settings import DEFAULT_GEMINI_BASE_URL, http_base_url
@@ -138,11 +140,13 @@ def check_stored_key(session: Session, master: MasterKey, key: ApiKey | uuid.UUI
     key_id, name = key.id, key.name
     try:
         api_key = reveal_key(master, key)
-    except KeyDecryptionError as error:
+    except (KeyDecryptionError, MasterKeyMismatch) as error:
+        # Only a row proven at fault is disabled; a wrong master key raises (stops the batch).
+        fault = row_fault(session, master, error)
         changed = auto_disable(session, key_id, reason="decryption failed",
-                               trigger="health_check", note=error.reason)
+                               trigger="health_check", note=fault)
         return _audited(session, KeyCheckResult(
-            key_id, name, "decryption_failed", None, error.reason, 0.0,
+            key_id, name, "decryption_failed", None, fault, 0.0,
             "deactivated" if changed else None))
 
     health = check_key(api_key, base_url=base_url, timeout=timeout)
@@ -155,7 +159,17 @@ def check_stored_key(session: Session, master: MasterKey, key: ApiKey | uuid.UUI
                 session, key_id, reason=verdict.disable_reason, error=details,
                 trigger="health_check"):
             action = "deactivated"
-        if verdict.cooldown_until:
+        err = health.error
+        if err.kind == "rate_limited" and err.model and (verdict.cooldown_until
+                                                         or err.no_quota):
+            if cool_model(session, key_id=key_id, project=project_of(key_id, key.group_label),
+                          model=err.model, until=verdict.cooldown_until,
+                          no_quota=err.no_quota, scope=err.quota_scope or "minute",
+                          error=details, trigger="health_check"):
+                action = (f"{err.model}: no quota for this project" if err.no_quota else
+                          f"{err.model} cooling down until "
+                          f"{verdict.cooldown_until:%Y-%m-%d %H:%M:%S} UTC for this project")
+        elif verdict.cooldown_until:
             cooled = apply_cooldown(session, key_id, until=verdict.cooldown_until,
                                     group_label=key.group_label,
                                     whole_group=verdict.cooldown_group,

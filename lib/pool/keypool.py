@@ -1,25 +1,25 @@
 """The key pool: services get the best Gemini key and report each call's outcome.
 
     pool = KeyPool()                       # same configuration as the app, acts as "pool"
-    with pool.lease() as lease:            # times the call; an exception records a failure
-        call_gemini(lease.api_key)
+    with pool.lease("gemini-2.5-flash") as lease:  # times the call; an exception = failure
+        response = call_gemini(lease.api_key, model=lease.model)
+        lease.usage = response["usageMetadata"]    # optional: counted by record
     # or by hand:
-    lease = pool.acquire()
-    pool.record(lease, "rate_limited", 812.0, error=(429, response_body))
+    lease = pool.acquire("gemini-2.5-flash", exclude=already_tried)
+    pool.record(lease, "rate_limited", 812.0, error=(429, response_body), usage=None)
 
 Selection: active, non-archived, non-deleted keys that are not cooling down; the highest
-priority first, within a tier the least recently used (a key just out of a cooldown counts
-as used when the cooldown ended). acquire() and record() are each ONE
-round trip (a prepared statement per pooled connection), safe under any number of threads
-and processes: acquire is `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)`, record
-one `INSERT … ON CONFLICT (key_id, date) DO UPDATE` that keeps exact counts and an exact
-running mean, plus the key's counters, in the same statement.
+priority first, within a tier the key with the fewest calls in flight, then the least
+recently used. With a model, keys whose project (group) is cooling down for that model,
+has no quota for it, or has reached an admin's rpm / tpm / rpd limit are skipped, and the
+request is counted against the project's minute and Pacific day (lib/pool/quota_sql.py).
+acquire() and record() are each ONE round trip (a prepared statement per pooled
+connection), safe under any number of threads and processes.
 
-Stats rows are per UTC day (`date` = the UTC date when the call was recorded), like every
-timestamp in the schema. Both statements commit with synchronous_commit = off: a database
-crash may forget the last instants of usage counters (it never corrupts them); audited
-changes (cooldowns, deactivations) commit normally. What failures do to keys is the
-FailurePolicy in lib/pool_policy.py.
+Stats rows are per UTC day. Both statements commit with synchronous_commit = off: a
+database crash may forget the last instants of usage counters (it never corrupts them);
+audited changes (cooldowns, deactivations) commit normally. What failures do to keys is
+the FailurePolicy in lib/pool/policy.py.
 """
 
 from __future__ import annotations
@@ -27,22 +27,26 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import psycopg2
 from sqlalchemy import Engine, text
 
+from db.models import project_of
 from db.session import Actor, role_prelude, session_scope
-from lib.crypto.sealed import KeyDecryptionError, MasterKey, unseal
-from lib.errors import GeminiKeysError
-from lib.keys.status import ENABLED, USABLE
+from lib.clock import pacific_day_start, utc_minute_start
+from lib.crypto.sealed import KeyDecryptionError, MasterKey, MasterKeyMismatch, unseal
+from lib.keys.status import ENABLED
 from lib.keys.writes import apply_cooldown, auto_disable
-from lib.pool.connections import Connections, StaleConnection
+from lib.pool.availability import NoKeyAvailable, explain
+from lib.pool.connections import ConnectionLost, Connections
+from lib.pool.fail_closed import row_fault
 from lib.pool.gemini_errors import GeminiError, to_gemini_error
+from lib.pool.model_cooldowns import cool_model
 from lib.pool.policy import (
     DEFAULT_POLICY,
     FailurePolicy,
@@ -52,101 +56,16 @@ from lib.pool.policy import (
     finite_latency,
     judge,
 )
+from lib.pool.quota_sql import ARGS, NOW_SQL, PARAM_TYPES, STATEMENTS
+from lib.pool.usage import parse_usage
 from lib.runtime import build_runtime
 
 log = logging.getLogger("gemini_keys.pool")
 POOL_ACTOR = Actor.service("pool")
-
-NOW_SQL = "(now() AT TIME ZONE 'UTC')"
-_POOL_FILTER = USABLE.sql(None, now=NOW_SQL)
-# Walks idx_gemini_keys_pool (priority DESC, GREATEST(last_used, cooldown_until) ASC NULLS
-# FIRST, partial on the first three conditions; migration 0004): keys usable now sort
-# before keys still cooling, so the first unlocked row is normally the one handed out.
-_ACQUIRE = """
-UPDATE gemini_api_keys SET last_used = {now}, usage_count = COALESCE(usage_count, 0) + 1
- WHERE id = (SELECT id FROM gemini_api_keys WHERE {filter}
-             ORDER BY priority DESC, GREATEST(last_used, cooldown_until) ASC NULLS FIRST
-             LIMIT 1 FOR UPDATE {skip})
- RETURNING id, name, encrypted_key, encryption_iv, encryption_tag, master_key_version,
-           priority, group_label
-"""
-_STATEMENTS = {
-    "gk_pool_acquire": _ACQUIRE.format(now=NOW_SQL, filter=_POOL_FILTER, skip="SKIP LOCKED"),
-    # All candidates locked by concurrent acquirers: wait for one instead of failing.
-    # Rows changed meanwhile are re-checked against the filter, so this too never returns
-    # a key that is cooling down or inactive.
-    "gk_pool_acquire_wait": _ACQUIRE.format(now=NOW_SQL, filter=_POOL_FILTER, skip=""),
-    # $1 key, $2 success, $3 failure, $4 rate limited (0/1 each), $5 latency ms,
-    # $6 consecutive failures: -1 reset, +1 count, 0 leave.
-    "gk_pool_record": f"""
-WITH stats AS (
-  INSERT INTO gemini_key_usage_stats AS s
-    (key_id, date, request_count, success_count, failure_count, rate_limit_count,
-     avg_response_time)
-  VALUES ($1, {NOW_SQL}::date, 1, $2, $3, $4, $5)
-  ON CONFLICT (key_id, date) DO UPDATE SET
-    request_count = COALESCE(s.request_count, 0) + 1,
-    success_count = COALESCE(s.success_count, 0) + excluded.success_count,
-    failure_count = COALESCE(s.failure_count, 0) + excluded.failure_count,
-    rate_limit_count = COALESCE(s.rate_limit_count, 0) + excluded.rate_limit_count,
-    -- exact running mean, from the row's own values under its row lock
-    avg_response_time = CASE
-      WHEN s.avg_response_time IS NULL OR COALESCE(s.request_count, 0) <= 0
-        THEN excluded.avg_response_time
-      ELSE s.avg_response_time
-           + (excluded.avg_response_time - s.avg_response_time) / (s.request_count + 1)
-    END
-  RETURNING request_count
-), k AS (
-  UPDATE gemini_api_keys SET
-    failure_count = COALESCE(failure_count, 0) + $3,
-    consecutive_failures = CASE WHEN $6 < 0 THEN 0 ELSE consecutive_failures + $6 END
-  -- a success on a key without failures leaves the key row alone
-  WHERE id = $1 AND ($3 > 0 OR $6 > 0 OR ($6 < 0 AND consecutive_failures <> 0))
-  RETURNING consecutive_failures
-)
-SELECT stats.request_count, (SELECT consecutive_failures FROM k) FROM stats
-""",
-}
-ACQUIRE_SQL = _STATEMENTS["gk_pool_acquire"]
-_PARAM_TYPES = {"gk_pool_record": "(uuid, int, int, int, float8, int)"}
+ACQUIRE_SQL = STATEMENTS["gk_pool_acquire"]
+DEFAULT_LEASE_TTL = timedelta(minutes=10)
 _PRELUDE, _PRELUDE_PARAMS = role_prelude(POOL_ACTOR)
-_ARGS = {"gk_pool_record": "(%s, %s, %s, %s, %s, %s)"}
-_AVAILABILITY = f"""
-SELECT count(*),
-       count(*) FILTER (WHERE cooldown_until IS NULL OR cooldown_until <= {NOW_SQL}),
-       min(cooldown_until) FILTER (WHERE cooldown_until > {NOW_SQL})
-  FROM gemini_api_keys WHERE {ENABLED.sql(None)}
-"""
-
-
-class NoKeyAvailable(GeminiKeysError):
-    """No key can be handed out now; next_available_at (aware UTC) says when one frees up."""
-
-    def __init__(self, *, active: int, next_available_at: datetime | None,
-                 now: datetime | None = None) -> None:
-        self.active = active
-        self.next_available_at = next_available_at
-        if active == 0:
-            message = ("no Gemini API key available: no active key (add one, or reactivate "
-                       "one on the Keys page)")
-        elif next_available_at is None:
-            message = "no Gemini API key available right now; try again shortly"
-        else:
-            now = now or datetime.now(UTC)
-            wait = max(0, round((next_available_at - now).total_seconds()))
-            message = (f"no Gemini API key available: all {active} active keys are cooling "
-                       f"down; the next one frees up at "
-                       f"{next_available_at:%Y-%m-%d %H:%M:%S} UTC (in {_duration(wait)})")
-        super().__init__(message)
-
-
-def _duration(seconds: int) -> str:
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+_ACTIVE = f"SELECT count(*) FROM gemini_api_keys WHERE {ENABLED.sql(None)}"
 
 
 class _AcquiredRow(NamedTuple):
@@ -164,7 +83,11 @@ class _AcquiredRow(NamedTuple):
 
 @dataclass(eq=False)
 class Lease:
-    """One key, handed out for one call. api_key lives only in memory (never in repr)."""
+    """One key, handed out for one call. api_key lives only in memory (never in repr).
+
+    project: the key's Google Cloud project (its group, or the key alone). usage: set it
+    to the response's usageMetadata (or OpenAI usage) inside lease(); record() counts it.
+    """
 
     key_id: uuid.UUID
     name: str
@@ -172,16 +95,24 @@ class Lease:
     priority: int
     group_label: str | None
     model: str | None = None
+    project: str = ""
+    usage: Any = field(default=None, repr=False)
+    acquired_at: float = field(default_factory=time.monotonic, repr=False)
     recorded: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.project = self.project or project_of(self.key_id, self.group_label)
 
 
 class KeyPool:
     """Thread-safe; share one per process. Connects as the service identity, not a user."""
 
     def __init__(self, runtime: Any | None = None, *, policy: FailurePolicy | None = None,
-                 engine: Engine | None = None, master_key: MasterKey | None = None) -> None:
+                 engine: Engine | None = None, master_key: MasterKey | None = None,
+                 lease_ttl: timedelta = DEFAULT_LEASE_TTL) -> None:
         """runtime: a lib.runtime.Runtime; by default built from the app's configuration
-        (without migrating: a service never changes the schema)."""
+        (without migrating: a service never changes the schema). lease_ttl: after this, a
+        lease never recorded (its caller died) no longer counts as in flight."""
         if engine is None or master_key is None:
             if runtime is None:
                 runtime = build_runtime(apply_migrations=False)
@@ -190,6 +121,7 @@ class KeyPool:
         self.engine: Engine = engine
         self._master = master_key
         self.policy = policy or DEFAULT_POLICY
+        self.lease_ttl = lease_ttl
         self._connections = Connections(engine)
 
     def __repr__(self) -> str:
@@ -199,27 +131,31 @@ class KeyPool:
 
     def _execute(self, name: str | None, params: tuple = ()) -> list[tuple]:
         """Run a prepared statement as service_role in its own short transaction (one
-        round trip); name None runs the baseline SELECT 1 the same way."""
+        round trip); name None runs the baseline SELECT 1 the same way. A lost connection
+        (server restart, crash) is retried once on a fresh one."""
         for attempt in (1, 2):
             try:
-                with self._connections.get() as (connection, prepared), \
+                with self._connections.get(fresh=attempt == 2) as (connection, prepared), \
                         connection.cursor() as cursor:
                     if name is None:
                         cursor.execute("SELECT 1")
                         return cursor.fetchall()
                     if name not in prepared:
-                        cursor.execute(f"PREPARE {name}{_PARAM_TYPES.get(name, '')} AS "
-                                       + _STATEMENTS[name])
+                        cursor.execute(f"PREPARE {name}{PARAM_TYPES.get(name, '')} AS "
+                                       + STATEMENTS[name])
                         prepared.add(name)
                     # Several statements in one message run as one implicit transaction,
                     # so SET LOCAL applies to the EXECUTE and ends with it.
                     cursor.execute(f"{_PRELUDE}; SET LOCAL synchronous_commit = off; "
-                                   f"EXECUTE {name}{_ARGS.get(name, '')}",
+                                   f"EXECUTE {name}{ARGS.get(name, '')}",
                                    _PRELUDE_PARAMS + tuple(params))
                     return cursor.fetchall()
-            except StaleConnection:
+            except ConnectionLost as lost:
                 if attempt == 2:
-                    raise psycopg2.OperationalError("lost the database connection") from None
+                    raise psycopg2.OperationalError(
+                        f"lost the database connection: {lost.__cause__}") from None
+                log.warning("key pool: database connection lost (%s); retrying once",
+                            type(lost.__cause__).__name__)
         raise AssertionError("unreachable")
 
     def ping(self) -> None:
@@ -232,69 +168,97 @@ class KeyPool:
 
     # -- acquire -----------------------------------------------------------------------------
 
-    def acquire(self, model: str | None = None) -> Lease:
-        """The best key now; NoKeyAvailable (saying when one frees up) if there is none.
+    def acquire(self, model: str | None = None, *, exclude: Iterable[uuid.UUID | str] = ()
+                ) -> Lease:
+        """The best key now (for `model`, if given); NoKeyAvailable says why not and when.
 
-        A key that fails to decrypt is never handed out: it is deactivated (audited,
-        reason "decryption failed") and the next key is tried; after
-        policy.max_decryption_failures such keys in one call, KeyDecryptionError is raised.
+        exclude: ids of keys not to hand out (those a retrying caller already tried).
+        A key that fails to decrypt is never handed out: once the database's check value
+        proves this process's master key right, the row is at fault and is deactivated
+        (audited) and skipped; otherwise MasterKeyMismatch stops here and nothing is
+        disabled. After policy.max_decryption_failures bad rows, KeyDecryptionError.
         """
+        model = model or None
+        if model is not None and len(model) > 128:
+            raise ValueError("model names are at most 128 characters")
+        skip = [str(k) for k in exclude]
+        ttl = self.lease_ttl.total_seconds()
         failures = retries = 0
         while True:
-            rows = self._execute("gk_pool_acquire") or self._execute("gk_pool_acquire_wait")
+            now = datetime.now(UTC)
+            if model is None:
+                params: tuple = (skip, ttl)
+                names = ("gk_pool_acquire", "gk_pool_acquire_wait")
+            else:
+                params = (model, skip, ttl, utc_minute_start(now), pacific_day_start(now))
+                names = ("gk_pool_acquire_model", "gk_pool_acquire_model_wait")
+            rows = self._execute(names[0], params) or self._execute(names[1], params)
             if not rows:
-                active, ready, next_free = self._availability()
-                if ready and retries < 3:  # one freed up since: try again
+                refusal = self._refusal(model, skip, now)
+                if refusal is None and retries < 3:  # one freed up (or a race was lost)
                     retries += 1
                     continue
-                raise NoKeyAvailable(
-                    active=active,
-                    next_available_at=next_free.replace(tzinfo=UTC) if next_free else None)
+                raise refusal or NoKeyAvailable(active=1, next_available_at=None, model=model)
             row = _AcquiredRow(*rows[0])
             try:
                 api_key = unseal(self._master, row)
-            except KeyDecryptionError as error:
+            except (KeyDecryptionError, MasterKeyMismatch) as error:
                 failures += 1
-                self._disable_undecryptable(row.id, error)
+                self._disable_undecryptable(row, error)
+                skip.append(str(row.id))
                 if failures >= self.policy.max_decryption_failures:
-                    raise
+                    if isinstance(error, KeyDecryptionError):
+                        raise
+                    raise KeyDecryptionError(row.id, row.name, str(error)) from None
                 continue
             return Lease(row.id, row.name, api_key, row.priority, row.group_label, model)
 
-    def _disable_undecryptable(self, key_id: uuid.UUID, error: KeyDecryptionError) -> None:
-        log.error("key pool: %s; key deactivated", error)
+    def _disable_undecryptable(self, row: _AcquiredRow,
+                               error: KeyDecryptionError | MasterKeyMismatch) -> None:
         with session_scope(POOL_ACTOR, engine=self.engine) as session:
-            auto_disable(session, key_id, reason="decryption failed", trigger="acquire",
-                         note=error.reason)
+            fault = row_fault(session, self._master, error)  # raises if the process is wrong
+            log.error("key pool: cannot decrypt key %r (%s): %s; key deactivated",
+                      row.name, row.id, fault)
+            auto_disable(session, row.id, reason="decryption failed", trigger="acquire",
+                         note=fault)
 
-    def _availability(self) -> tuple[int, int, datetime | None]:
-        """(active keys, of which ready now, earliest cooldown end): only when none was
-        handed out, so the common path stays one round trip."""
+    def _refusal(self, model: str | None, exclude: list[str],
+                 now: datetime) -> NoKeyAvailable | None:
+        """Why nothing was handed out (only then, so the common path stays one round trip);
+        None when a key is usable again."""
         with session_scope(POOL_ACTOR, engine=self.engine) as session:
-            row = session.execute(text(_AVAILABILITY)).one()
-        return row[0], row[1], row[2]
+            active = session.scalar(text(_ACTIVE))
+            if not active:
+                return NoKeyAvailable(active=0, next_available_at=None, model=model)
+            return explain(session, model=model, exclude=exclude, active=active, now=now)
 
     # -- record ------------------------------------------------------------------------------
 
     def record(self, lease: Lease, outcome: str, latency_ms: float,
-               error: Any = None, usage: dict[str, Any] | None = None) -> Verdict:
+               error: Any = None, usage: Any = None) -> Verdict:
         """Count one call of `lease`'s key: outcome success / failure / rate_limited / invalid.
 
         error may be a GeminiError, an exception, an HTTP status, or (status, body): it is
-        classified (lib.gemini.classify_error) and may refine the outcome (a 429 counts as
-        rate_limited, a 400 API_KEY_INVALID as invalid). Returns what was decided. The
-        stats row, failure_count and consecutive_failures change in one statement; any
-        automatic change (cooldown, deactivation) follows in its own audited transaction.
+        classified and may refine the outcome (a 429 counts as rate_limited, a 400
+        API_KEY_INVALID as invalid). usage: Gemini's usageMetadata or OpenAI's usage (else
+        lease.usage). One statement writes the spec's daily stats, the per-model stats with
+        tokens, the project's token windows and the key's counters, and releases the lease;
+        any automatic change (cooldown, deactivation) follows in its own audited transaction.
         """
         if lease.recorded:
             raise ValueError(f"lease of key {lease.name!r} was already recorded")
         latency = finite_latency(latency_ms)
-        verdict = judge(outcome, to_gemini_error(error), policy=self.policy,
-                        now=datetime.now(UTC))
+        now = datetime.now(UTC)
+        verdict = judge(outcome, to_gemini_error(error), policy=self.policy, now=now)
+        tokens = parse_usage(usage if usage is not None else lease.usage)
         bucket = verdict.outcome
+        alive = time.monotonic() - lease.acquired_at < self.lease_ttl.total_seconds()
         params = (str(lease.key_id), int(bucket == "success"),
                   int(bucket in ("failure", "invalid")), int(bucket == "rate_limited"),
-                  latency, verdict.consecutive)
+                  latency, verdict.consecutive, lease.model or "", lease.project,
+                  tokens.prompt, tokens.output, tokens.thoughts, tokens.cached, tokens.total,
+                  tokens.quota_tokens, utc_minute_start(now), pacific_day_start(now),
+                  int(alive))
         rows = self._execute("gk_pool_record", params)
         lease.recorded = True
         consecutive = rows[0][1] if rows else None
@@ -305,33 +269,43 @@ class KeyPool:
         limit = self.policy.max_consecutive_failures
         over_limit = (verdict.consecutive > 0 and limit is not None
                       and consecutive is not None and consecutive >= limit)
-        if not (verdict.disable_reason or over_limit or verdict.cooldown_until):
+        error = verdict.error
+        per_model = error is not None and error.kind == "rate_limited" and bool(error.model)
+        if not (verdict.disable_reason or over_limit or verdict.cooldown_until
+                or (per_model and error.no_quota)):
             return
         with session_scope(POOL_ACTOR, engine=self.engine) as session:
-            details = error_details(verdict.error)
+            details = error_details(error)
             if verdict.disable_reason:
                 auto_disable(session, lease.key_id, reason=verdict.disable_reason,
                              error=details)
             elif over_limit:
-                last = disable_reason(verdict.error) if verdict.error else "failure"
+                last = disable_reason(error) if error else "failure"
                 auto_disable(session, lease.key_id,
                              reason=f"{limit} consecutive failures (last: {last})",
                              error=details, min_consecutive_failures=limit)
-            if verdict.cooldown_until:
+            if per_model:
+                # Gemini's quotas are per project x model: the model rests, not the key.
+                cool_model(session, key_id=lease.key_id, project=lease.project,
+                           model=error.model, until=verdict.cooldown_until,
+                           no_quota=error.no_quota, scope=error.quota_scope or "minute",
+                           error=details)
+            elif verdict.cooldown_until:
                 apply_cooldown(session, lease.key_id, until=verdict.cooldown_until,
                                group_label=lease.group_label,
                                whole_group=verdict.cooldown_group,
-                               scope=(verdict.error.quota_scope if verdict.error else None)
-                               or "minute", error=details)
+                               scope=(error.quota_scope if error else None) or "minute",
+                               error=details)
 
     @contextmanager
-    def lease(self, model: str | None = None) -> Iterator[Lease]:
+    def lease(self, model: str | None = None, *, exclude: Iterable[uuid.UUID | str] = ()
+              ) -> Iterator[Lease]:
         """acquire(), time the body, record success, or failure if the body raises.
 
         The body may call record() itself (e.g. for a 429 it handled); then nothing more
-        is recorded. The exception is classified like record()'s error argument.
+        is recorded. Set lease.usage in the body to count the call's tokens.
         """
-        lease = self.acquire(model)
+        lease = self.acquire(model, exclude=exclude)
         started = time.perf_counter()
         try:
             yield lease
@@ -351,3 +325,6 @@ class KeyPool:
 def _interrupted(exc: BaseException) -> Any:
     # KeyboardInterrupt, cancellation...: counted as a failure, never held against the key.
     return GeminiError(kind="network_error", message=f"interrupted: {type(exc).__name__}")
+
+
+__all__ = ["ACQUIRE_SQL", "NOW_SQL", "POOL_ACTOR", "KeyPool", "Lease", "NoKeyAvailable"]

@@ -142,7 +142,8 @@ def disable_reason(error: GeminiError) -> str:
     """A short reason for disabled_reason, e.g. 'invalid (400 API_KEY_INVALID)'."""
     label = "failure" if error.kind == "unknown" else error.kind.replace("_", " ")
     code = " ".join(str(p) for p in (error.status, error.reason) if p)
-    return f"{label} ({code})" if code else label
+    text = f"{label} ({code})" if code else label
+    return f"{text}: {error.advice}" if error.advice else text
 
 
 def error_details(error: GeminiError | None) -> dict[str, Any] | None:
@@ -155,6 +156,10 @@ def error_details(error: GeminiError | None) -> dict[str, Any] | None:
         details["quota_scope"] = error.quota_scope
     if error.retry_after is not None:
         details["retry_after_s"] = error.retry_after.total_seconds()
+    if error.model:
+        details["model"] = error.model
+    if error.no_quota:
+        details["no_quota"] = True
     return details
 
 

@@ -123,7 +123,7 @@ def health_check(w: World):
                    same_transaction_as_key_change=False)  # a check changes nothing
 
 
-def pool_outcome(kind: str, action: Action):
+def pool_outcome(kind: str, action: Action, *, changes_key: bool = True):
     def drive(w: World):
         key_pool = need("lib.pool", "KeyPool")
         from tests.support.pool import call_fake
@@ -134,7 +134,8 @@ def pool_outcome(kind: str, action: Action):
         yield
         lease = pool.acquire()
         pool.record(lease, "failure", 12.5, error=call_fake(w.fake.base_url, lease.api_key))
-        return Outcome(action, key_id, None)  # the pool acts for nobody
+        # the pool acts for nobody; a model cooldown changes the project's row, not the key's
+        return Outcome(action, key_id, None, same_transaction_as_key_change=changes_key)
     return drive
 
 
@@ -253,7 +254,9 @@ PATHS: dict[str, Callable] = {
     "key_deleted": key_change("delete_key", Action.KEY_DELETED),
     "key_checked": health_check,
     "key_auto_disabled": pool_outcome("invalid", Action.KEY_AUTO_DISABLED),
-    "key_cooldown": pool_outcome("rate_limited_minute", Action.KEY_COOLDOWN),
+    "key_cooldown": pool_outcome("rate_limited_minute_project", Action.KEY_COOLDOWN),
+    "model_cooldown": pool_outcome("rate_limited_day", Action.MODEL_COOLDOWN,
+                                   changes_key=False),
     "master_key_rotated": rotate_master_key,
     "master_key_check_restored": restore_master_key_check,
     "user_created": user_change(Action.USER_CREATED, _create_user),

@@ -69,7 +69,7 @@ def test_a_check_that_finds_an_invalid_key_deactivates_it(db, runtime, fake, kin
 def test_a_rate_limited_check_cools_the_group_down(db, runtime, fake):
     key_id, plain = add(runtime, "a", group="p")
     mate, _ = add(runtime, "b", group="p")
-    fake.respond(plain, "rate_limited_day")
+    fake.respond(plain, "rate_limited_day_project")
 
     result = check(runtime, key_id, fake.base_url)
 

@@ -254,7 +254,7 @@ def test_lease_does_not_record_twice_when_the_body_recorded(db, runtime, pool):
 def test_per_minute_429_cools_the_key_for_retry_delay(db, runtime, pool, fake):
     key_id, plain = add(runtime, "busy", group="proj")
     mate, _ = add(runtime, "mate", group="proj")
-    fake.respond(plain, "rate_limited_minute")
+    fake.respond(plain, "rate_limited_minute_project")  # no model: the key
     lease = pool.acquire()
     while lease.key_id != key_id:
         pool.record(lease, "success", 1)
@@ -287,7 +287,7 @@ def test_per_day_429_cools_the_whole_group_until_midnight_pacific(db, runtime, p
     mate, _ = add(runtime, "mate", group="project-1")
     other, _ = add(runtime, "other", group="project-2")
     loner, _ = add(runtime, "loner")
-    fake.respond(plain, "rate_limited_day")  # its retryDelay is only "5s": quotaId decides
+    fake.respond(plain, "rate_limited_day_project")  # retryDelay "5s": quotaId decides
     lease = pool.acquire()
     assert lease.key_id == hit
 

@@ -31,7 +31,8 @@ TEST_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
 TEST_BCRYPT_ROUNDS = 4  # fast hashes; production needs >= 10
 APP_TABLES = ("gemini_key_audit_log", "gemini_key_usage_stats", "gemini_api_keys",
               "gemini_master_key_check", "gemini_sign_in_attempts", "gemini_sign_in_failures",
-              "gemini_user_sessions", "user_profiles",
+              "gemini_user_sessions", "user_profiles", "gemini_quota_limits",
+              "gemini_quota_usage", "gemini_model_cooldowns",
               "auth.users")
 __all__ = ["APP_TABLES", "LOCAL_URL", "REPO_ROOT", "SERVERS", "TEST_BCRYPT_ROUNDS",
            "TEST_MASTER_KEY", "TestDatabase", "app_login_url", "create_database",

@@ -24,6 +24,10 @@ KINDS = frozenset({
     "ok", "invalid", "permission_denied", "leaked", "service_blocked",
     "rate_limited_minute", "rate_limited_day", "rate_limited_no_details",
     "server_error", "overloaded", "slow",
+    # today's errors (issue 13) and project-wide 429s (QuotaFailure without a model)
+    "rate_limited_minute_project", "rate_limited_day_project", "rate_limited_fractional",
+    "rate_limited_day_zero_delay", "rate_limited_several", "no_quota", "auth_key_refused",
+    "unrestricted_key",
 })
 MAX_RECORDED = 1000
 MAX_REQUEST_BODY = 1 << 20
@@ -79,8 +83,74 @@ def _quota_429(quota_id: str, limit: str, retry_delay: str, model: str) -> dict:
     ])
 
 
+def _violation(quota_id: str, model: str | None, value: str | None = None,
+               metric: str = _FREE_TIER_METRIC) -> dict:
+    violation: dict[str, Any] = {"quotaMetric": metric, "quotaId": quota_id,
+                                 "quotaDimensions": {"location": "global"}}
+    if model:
+        violation["quotaDimensions"]["model"] = model
+    if value is not None:
+        violation["quotaValue"] = value
+    return violation
+
+
+def _quota_failure(violations: list[dict], retry_delay: str, message: str = _RATE_LIMIT_MESSAGE
+                   ) -> dict:
+    return _error(429, "RESOURCE_EXHAUSTED", message, [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": violations},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay},
+    ])
+
+
+_PER_MINUTE = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+_PER_DAY = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+_TOKENS_PER_MINUTE = "GenerateContentInputTokensPerModelPerMinute-FreeTier"
+_TOKEN_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_input_token_count"
+
+
+def todays_error_body(kind: str, model: str) -> tuple[int, dict] | None:
+    """Bodies seen in late 2026 (shapes from public reports); None for other kinds."""
+    if kind == "rate_limited_minute_project":
+        return 429, _quota_failure([_violation(_PER_MINUTE, None, "15")], "37s")
+    if kind == "rate_limited_day_project":
+        return 429, _quota_failure([_violation(_PER_DAY, None, "50")], "5s")
+    if kind == "rate_limited_fractional":
+        return 429, _quota_failure([_violation(_PER_MINUTE, model, "15")], "45.837906927s")
+    if kind == "rate_limited_day_zero_delay":
+        return 429, _quota_failure([_violation(_PER_DAY, model, "250")], "0s")
+    if kind == "rate_limited_several":  # per-minute tokens and requests, and per-day
+        return 429, _quota_failure([
+            _violation(_TOKENS_PER_MINUTE, model, "250000", _TOKEN_METRIC),
+            _violation(_PER_MINUTE, model, "10"), _violation(_PER_DAY, model, "250")],
+            "12.5s")
+    if kind == "no_quota":  # the tier has no quota for this model at all
+        lines = "".join(f"\n* Quota exceeded for metric: {metric}, limit: 0, model: {model}"
+                        for metric in (_TOKEN_METRIC, _FREE_TIER_METRIC, _FREE_TIER_METRIC))
+        return 429, _quota_failure(
+            [_violation(_TOKENS_PER_MINUTE, model, metric=_TOKEN_METRIC),
+             _violation(_PER_MINUTE, model), _violation(_PER_DAY, model)], "45s",
+            _RATE_LIMIT_MESSAGE + lines + "\nPlease retry in 45.837906927s.")
+    if kind == "auth_key_refused":
+        return 401, _error(401, "UNAUTHENTICATED",
+                           "Request had invalid authentication credentials. Expected OAuth 2 "
+                           "access token, login cookie or other valid authentication "
+                           "credential. See https://developers.google.com/identity/sign-in/"
+                           "web/devconsole-project.",
+                           [_error_info("ACCESS_TOKEN_TYPE_UNSUPPORTED",
+                                        method="google.ai.generativelanguage.v1beta."
+                                               "GenerativeService.GenerateContent")])
+    if kind == "unrestricted_key":
+        return 403, _error(403, "PERMISSION_DENIED",
+                           "Requests from unrestricted API keys are blocked. Add API "
+                           "restrictions to this key in the Google Cloud Console.",
+                           [_error_info("API_KEY_UNRESTRICTED")])
+    return None
+
+
 def error_body(kind: str, api_key: str = "", model: str = "gemini-2.0-flash") -> tuple[int, dict]:
     """(HTTP status, JSON body) Google sends for an error kind; ok/slow are not errors."""
+    if (today := todays_error_body(kind, model)) is not None:
+        return today
     if kind == "invalid":
         message = "API key not valid. Please pass a valid API key."
         return 400, _error(400, "INVALID_ARGUMENT", message, [_error_info("API_KEY_INVALID")])

@@ -50,10 +50,11 @@ def stats_rows(db, key_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in connection.execute(text(query), {"id": key_id})]
 
 
-def call_fake(base_url: str, api_key: str) -> tuple[int, bytes]:
+def call_fake(base_url: str, api_key: str, model: str = "gemini-2.0-flash"
+              ) -> tuple[int, bytes]:
     """POST generateContent to the fake like a service would; (status, body)."""
     request = urllib.request.Request(  # noqa: S310 - a local http URL in tests
-        f"{base_url}/v1beta/models/gemini-2.0-flash:generateContent",
+        f"{base_url}/v1beta/models/{model}:generateContent",
         data=json.dumps({"contents": [{"parts": [{"text": "hi"}]}]}).encode(),
         headers={"x-goog-api-key": api_key, "Content-Type": "application/json"},
         method="POST")
@@ -77,3 +78,21 @@ def corrupt(db, victim: uuid.UUID, donor: uuid.UUID) -> None:
 def next_pacific_midnight() -> datetime:
     day = datetime.now(LA).date() + timedelta(days=1)
     return datetime(day.year, day.month, day.day, tzinfo=LA).astimezone(UTC).replace(tzinfo=None)
+
+
+def set_limit(db, group: str, model: str, *, rpm: int | None = None, tpm: int | None = None,
+              rpd: int | None = None) -> None:
+    """An admin's limit for group x model, written as the owner (lib.quotas is the real way)."""
+    with db.engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO gemini_quota_limits (group_label, model, rpm, tpm, rpd) "
+            "VALUES (:g, :m, :rpm, :tpm, :rpd) ON CONFLICT (group_label, model) DO UPDATE "
+            "SET rpm = excluded.rpm, tpm = excluded.tpm, rpd = excluded.rpd"),
+            {"g": group, "m": model, "rpm": rpm, "tpm": tpm, "rpd": rpd})
+
+
+def table_rows(db, table: str, order: str = "1") -> list[dict[str, Any]]:
+    """Every row of a table, as the owner."""
+    with db.engine.connect() as connection:
+        return [dict(r._mapping) for r in connection.execute(
+            text(f"SELECT * FROM {table} ORDER BY {order}"))]
