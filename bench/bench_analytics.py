@@ -1,12 +1,20 @@
-"""Analytics page at 500 keys × 365 days of stats vs the same page at 10 keys × 30 days.
+"""Analytics page at 500 and 5,000 keys × 365 days of stats vs the same page at 10 keys × 30
+days; the cost the rollups' triggers add to the pool's record().
 
 `python -m bench.bench_analytics [--quick]`. Creates throw-away databases on the configured
 server (DATABASE_URL's, else the embedded one): encrypted fake keys through one executemany
-(lib.demo.bulk_demo_keys), daily stats through one INSERT … SELECT generate_series, then
-VACUUM ANALYZE. Renders pages/analytics.py under AppTest as a signed-in admin (default view:
-last 30 days, all keys, top 20 compared) and checks that the KPIs and the four charts are
-there. Extra rows (aim: info): the 365-day preset, the queries alone, and 5,000 keys × 365
-days (1,825,000 rows; skipped with --quick). Databases are dropped at the end.
+(lib.demo.bulk_demo_keys), per-model stats for three models with tokens through one INSERT …
+SELECT generate_series and the spec's rows as their sums (both through the rollups'
+triggers, as any write), then VACUUM ANALYZE. The rows are written day by day (ORDER BY
+day), as the pool writes them. Renders pages/analytics.py under AppTest as a signed-in admin
+(default view: last 30 days, all keys, top 20 compared) and checks that the KPIs and the
+seven charts are there. Rows: the 30-day and 365-day views, the queries alone, at 500 keys
+and at 5,000 keys × 365 days (1,825,000 spec rows, 5,475,000 per-model rows; skipped with
+--quick). Databases are dropped at the end.
+
+record() cost: KeyPool.record() on a 10-key database, and the two-table upsert the quota pool
+records with (spec row and per-model row with tokens in one statement), each with the
+rollup triggers (as migrated) against the same with the triggers disabled, interleaved.
 """
 
 from __future__ import annotations
@@ -35,6 +43,28 @@ from db.session import Actor, session_scope
 
 PAGE = str(REPO_ROOT / "pages" / "analytics.py")
 AIM = "≤ 1.5×, < 1 s"
+TRIGGER_TABLES = ("gemini_key_usage_stats", "gemini_key_model_usage_stats")
+# The quota pool's record: both tables in one statement (as lib/pool writes them).
+TWO_TABLE_RECORD = """
+WITH s AS (
+  INSERT INTO gemini_key_usage_stats AS s (key_id, date, request_count, success_count,
+    failure_count, rate_limit_count, avg_response_time)
+  VALUES (%(k)s, current_date, 1, 1, 0, 0, 42.0)
+  ON CONFLICT (key_id, date) DO UPDATE SET request_count = s.request_count + 1,
+    success_count = s.success_count + 1,
+    avg_response_time = s.avg_response_time + (42.0 - s.avg_response_time)
+                        / (s.request_count + 1)
+  RETURNING 1)
+INSERT INTO gemini_key_model_usage_stats AS m (key_id, date, model, request_count,
+  success_count, avg_response_time, prompt_tokens, output_tokens, total_tokens)
+VALUES (%(k)s, current_date, 'gemini-2.5-flash', 1, 1, 42.0, 900, 250, 1150)
+ON CONFLICT (key_id, date, model) DO UPDATE SET request_count = m.request_count + 1,
+  success_count = m.success_count + 1,
+  avg_response_time = m.avg_response_time + (42.0 - m.avg_response_time)
+                      / (m.request_count + 1),
+  prompt_tokens = m.prompt_tokens + 900, output_tokens = m.output_tokens + 250,
+  total_tokens = m.total_tokens + 1150
+"""
 ADMIN = Actor.user(uuid.UUID("00000000-0000-0000-0000-0000000000a1"), "bench@example.com")
 
 # Weekly rhythm and noise; volatile random() in a sub-select so every row draws its own.
@@ -59,6 +89,7 @@ SELECT key_id, day, model, req, req - f - rl, f, rl, lat, p, o, t, c, p + o + t 
           AS d
         CROSS JOIN (VALUES ('gemini-2.5-flash', 0.6), ('gemini-2.5-pro', 0.25),
                            ('gemini-2.5-flash-lite', 0.15)) AS m(model, share)) g) x
+ORDER BY day, key_id, model
 """
 SEED_STATS_FROM_MODELS = """
 INSERT INTO gemini_key_usage_stats (key_id, date, request_count, success_count, failure_count,
@@ -66,7 +97,7 @@ INSERT INTO gemini_key_usage_stats (key_id, date, request_count, success_count, 
 SELECT key_id, date, sum(request_count), sum(success_count), sum(failure_count),
        sum(rate_limit_count),
        sum(avg_response_time * request_count) / nullif(sum(request_count), 0)
-FROM gemini_key_model_usage_stats GROUP BY key_id, date
+FROM gemini_key_model_usage_stats GROUP BY key_id, date ORDER BY date, key_id
 """
 
 
@@ -123,6 +154,66 @@ def queries(url: str, days: int = 30) -> float:
     return time.perf_counter() - started
 
 
+def triggers(url: str, enabled: bool) -> None:
+    """Turn the rollup triggers on or off (as the owner; the bench's scratch database)."""
+    with get_engine(url).begin() as connection:
+        for table in TRIGGER_TABLES:
+            connection.execute(text(f"ALTER TABLE {table} "
+                                    f"{'ENABLE' if enabled else 'DISABLE'} TRIGGER USER"))
+
+
+def record_cost(url: str, n: int, rounds: int) -> list[dict]:
+    """Median per-call seconds of KeyPool.record and of the two-table record statement, with
+    the rollup triggers against without, in interleaved rounds."""
+    import psycopg2
+
+    from lib.pool import KeyPool
+    from lib.runtime import build_runtime
+
+    os.environ["DATABASE_URL"] = url
+    pool = KeyPool(build_runtime())
+    leases = [pool.acquire() for _ in range(n * rounds * 2 + 50)]
+    it = iter(leases)
+    for _ in range(50):
+        pool.record(next(it), "success", 1.0)
+    raw = psycopg2.connect(get_engine(url).url.render_as_string(hide_password=False)
+                           .replace("postgresql+psycopg2", "postgresql"))
+    raw.autocommit = True
+    cursor = raw.cursor()
+    cursor.execute("SET ROLE service_role")
+    key_ids = [str(lease.key_id) for lease in leases[:10]]
+
+    def statement() -> None:
+        cursor.execute(TWO_TABLE_RECORD, {"k": key_ids[0]})
+        key_ids.append(key_ids.pop(0))
+
+    samples: dict[tuple[str, bool], list[float]] = {}
+    try:
+        for _ in range(rounds):
+            for on in (True, False):
+                triggers(url, on)
+                samples.setdefault(("pool", on), []).append(_per_call(
+                    lambda: pool.record(next(it), "success", 42.0), n))
+                samples.setdefault(("two", on), []).append(_per_call(statement, n))
+    finally:
+        triggers(url, True)
+        raw.close()
+        pool.close()
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    return [row("KeyPool.record() with the rollup triggers (10 keys)", med[("pool", True)],
+                "same, triggers disabled", med[("pool", False)], "info"),
+            row("two-table record statement (spec + per-model with tokens) with the "
+                "rollup triggers", med[("two", True)], "same, triggers disabled",
+                med[("two", False)], "info")]
+
+
+def _per_call(fn: Callable[[], object], n: int) -> float:
+    started = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - started) / n
+
+
 def interleaved(repeats: int, measure: Callable[[], float], baseline: Callable[[], float]
                 ) -> tuple[float, float]:
     """Medians of `measure` and `baseline` run in alternating rounds, so a busy machine
@@ -145,7 +236,6 @@ def run(quick: bool = False) -> list[dict]:
                     print(f"  loaded {keys:,} keys × {days} days in "
                           f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
                     label = f"{keys:,} keys × {days} days ({keys * days:,} rows)"
-                    aim = AIM if keys == 500 else "info"
                     for name, measure, baseline, base_name in (
                         ("analytics page, last 30 days", lambda u=big: render(u),
                          lambda: render(small), small_label),
@@ -156,9 +246,10 @@ def run(quick: bool = False) -> list[dict]:
                          lambda: queries(small), "same queries @ 10 keys × 30 days"),
                     ):
                         big_s, small_s = interleaved(repeats, measure, baseline)
+                        page = "page" in name
                         results.append(row(f"{name} @ {label}", big_s, base_name, small_s,
-                                           aim if name.endswith("last 30 days")
-                                           and "page" in name else "info"))
+                                           AIM if page else "info"))
+            results += record_cost(small, 300 if quick else 1000, repeats)
     return results
 
 

@@ -1,7 +1,7 @@
 """Exact rollups of the usage tables, so Analytics stays flat at thousands of keys × a year.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 
 The Analytics page sums a year of stats rows (5,000 keys × 365 days × 3 models is 5.5
 million rows of the per-model table); summing them on every view took seconds. Four rollups,
@@ -31,7 +31,7 @@ from alembic import op
 from db.roles import API_ROLES
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
