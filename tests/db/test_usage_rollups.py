@@ -150,3 +150,28 @@ def test_rollups_are_for_admins_only(db, admin_actor, member_actor):
         with pytest.raises(Exception, match="permission denied"), \
                 session_scope(Actor.anonymous(), engine=db.app_engine) as s:
             s.execute(text(f"SELECT count(*) FROM {rollup}"))
+
+
+def test_the_pools_record_keeps_the_rollups_exact(db):
+    from lib.pool import KeyPool
+    from lib.runtime import build_runtime
+    from tests.support.pool import add
+
+    runtime = build_runtime()
+    for i in range(3):
+        add(runtime, f"pool-{i}", group="proj")
+    pool = KeyPool(runtime)
+    try:
+        for i in range(30):
+            model = ("gemini-2.5-flash", "gemini-2.5-pro", None)[i % 3]
+            lease = pool.acquire(model)
+            pool.record(lease, ("success", "failure")[i % 7 == 0], 100.0 + i,
+                        usage={"promptTokenCount": 10 * i, "candidatesTokenCount": i,
+                               "totalTokenCount": 11 * i})
+    finally:
+        pool.close()
+    with db.engine.connect() as c:
+        assert c.scalar(text("SELECT sum(request_count) FROM gemini_usage_day_rollup")) == 30
+        assert c.scalar(text("SELECT sum(prompt_tokens) FROM gemini_model_usage_day_rollup")
+                        ) == 10 * sum(range(30))
+    assert_rollups_exact(db)
