@@ -7,7 +7,8 @@ encrypted like real ones through the key service. The stats show a weekly rhythm
 latency drift, one key failing today (then auto-disabled), one key that keeps hitting 429s
 (cooling down now) and one key that was never used. Each key's day is split over three
 models (DEMO_MODELS) with their token counts, in the per-model table; the spec's row is
-their sum, as the key pool records them.
+their sum, as the key pool records them. One project (DEMO_QUOTA) is at its daily limit
+for one model: a requests-per-day limit equal to what the pool counted today (Pacific day).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from db.models import ApiKey, AuditLog, ModelUsageStat, UsageStat
 from lib.audit.log import Action, audit_row
+from lib.clock import pacific_day_start
 from lib.crypto.sealed import MasterKey, seal
 from lib.errors import InvalidInput
 from lib.key_format import AUTHORIZATION_PREFIX, STANDARD_PREFIX, ApiKeyText, KeyKind
@@ -44,6 +46,7 @@ DEMO_MODELS = {
     "gemini-2.5-pro": (0.25, 1.8, 2200, 620, 340, 0.3),
     "gemini-2.5-flash-lite": (0.15, 0.6, 450, 120, 0, 0.0),
 }
+DEMO_QUOTA = ("demo-project-a", "gemini-2.5-pro")  # (project = group, model) at its rpd
 HISTORY_ACTIONS = (  # (verb, weight) for the extra audit history
     (Action.KEY_CHECKED, 6), (Action.KEY_COOLDOWN, 3), (Action.KEY_PRIORITY_CHANGED, 1),
     (Action.KEY_DEACTIVATED, 1), (Action.KEY_ACTIVATED, 1))
@@ -80,6 +83,7 @@ class DemoSummary:
     failing_key: str | None
     rate_limited_key: str | None
     idle_key: str | None
+    quota_at_limit: tuple[str, str, int] | None = None  # (project, model, rpd)
 
 
 def _role(index: int, count: int) -> str:
@@ -196,13 +200,15 @@ def seed_demo(session: Session, master: MasterKey, *, keys: int, days: int,
     _sync_key_counters(session, [p.key_id for p in profiles], now)
     by_role = {p.role: p for p in reversed(profiles)}
     history = _lifecycle_events(session, by_role, now)
+    quota, quota_audit = _quota_at_limit(session, per_model, profiles, now)
+    history += quota_audit
     history += _history_rows(session, profiles, start, now, audit_rows - len(history), rng)
     if history:
         session.execute(insert(AuditLog), history)
     session.flush()
     return DemoSummary(batch, keys, len(rows), len(per_model), len(history), start, end,
                        *(by_role[r].name if r in by_role else None
-                         for r in ("failing", "rate_limited", "idle")))
+                         for r in ("failing", "rate_limited", "idle")), quota)
 
 
 def _sync_key_counters(session: Session, key_ids: list[uuid.UUID], now: dt.datetime) -> None:
@@ -247,6 +253,41 @@ def _lifecycle_events(session: Session, by_role: dict[str, KeyProfile],
                                  {"reason": "demo: 429 RESOURCE_EXHAUSTED (per-minute quota)",
                                   "cooldown_until": until.isoformat()}))
     return events
+
+
+def _quota_at_limit(session: Session, per_model: list[dict[str, Any]],
+                    profiles: list[KeyProfile], now: dt.datetime
+                    ) -> tuple[tuple[str, str, int] | None, list[dict[str, Any]]]:
+    """DEMO_QUOTA's project at its requests-per-day limit for its model: the pool's count
+    for the current Pacific day (gemini_quota_usage, window 'd' from Pacific midnight as
+    naive UTC) is today's traffic of that project and model, and the limit equals it."""
+    project, model = DEMO_QUOTA
+    ids = {p.key_id for i, p in enumerate(profiles) if GROUPS[i % 3] == project}
+    if not ids:
+        return None, []
+    today = [r for r in per_model if r["key_id"] in ids and r["model"] == model
+             and r["date"] == now.date()]
+    requests = max(sum(r["request_count"] for r in today), 1)
+    tokens = sum(r["total_tokens"] for r in today)
+    window = pacific_day_start(now.replace(tzinfo=dt.UTC))
+    session.execute(text("""
+INSERT INTO gemini_quota_limits (group_label, model, rpd) VALUES (:g, :m, :rpd)
+ON CONFLICT (group_label, model) DO UPDATE SET rpd = excluded.rpd, updated_at = now()"""),
+                    {"g": project, "m": model, "rpd": requests})
+    session.execute(text("""
+INSERT INTO gemini_quota_usage (project, model, window_kind, window_start, requests, tokens)
+VALUES (:p, :m, 'd', :w, :r, :t)
+ON CONFLICT (project, model, window_kind, window_start)
+  DO UPDATE SET requests = excluded.requests, tokens = excluded.tokens"""),
+                    {"p": project, "m": model, "w": window, "r": requests, "t": tokens})
+    audit = []
+    quota_set = getattr(Action, "QUOTA_SET", None)  # lib/quotas' verb, where it is merged
+    if quota_set is not None:
+        audit.append({"id": uuid.uuid4(), "created_at": now, **audit_row(
+            session, action=quota_set, details={
+                "demo": True, "group_label": project, "model": model, "before": None,
+                "after": {"rpm": None, "tpm": None, "rpd": requests}})})
+    return (project, model, requests), audit
 
 
 def _history_rows(session: Session, profiles: list[KeyProfile], start: dt.date,

@@ -114,6 +114,8 @@ def seed_demo(cli_ctx: CliContext, key_count: int, days: int, audit_rows: int, s
     notes = [f"failing today and auto-disabled: {summary.failing_key}" if summary.failing_key
              else "", f"hitting 429s, cooling down: {summary.rate_limited_key}"
              if summary.rate_limited_key else "",
-             f"never used: {summary.idle_key}" if summary.idle_key else ""]
+             f"never used: {summary.idle_key}" if summary.idle_key else "",
+             "at its daily limit: {} × {} ({} requests today, Pacific day)".format(
+                 *summary.quota_at_limit) if summary.quota_at_limit else ""]
     for note in filter(None, notes):
         click.echo(f"  {note}")
