@@ -140,18 +140,33 @@ def render(url: str, preset: str = "30 days") -> float:
 
 
 def queries(url: str, days: int = 30) -> float:
+    """What the page asks the database for (default view), without Streamlit."""
     from lib.analytics import stats
 
     started = time.perf_counter()
     flt = stats.StatsFilter.last_days(days)
     with session_scope(ADMIN, engine=get_engine(url)) as session:
         stats.key_options(session)
-        stats.totals_with_previous(session, flt)
-        stats.daily_totals(session, flt)
+        stats.group_labels(session)
+        stats.models(session)
+        stats.summary(session, flt)
+        stats.token_summary(session, flt)
+        stats.model_breakdown(session, flt)
+        stats.per_key_tokens(session, flt)
         rows = stats.per_key_totals(session, flt, limit=20)
         stats.count_filtered_keys(session, flt)
         stats.key_day_matrix(session, flt, [r.key_id for r in rows])
     return time.perf_counter() - started
+
+
+def database_label(url: str) -> str:
+    with get_engine(url).connect() as connection:
+        keys, days, rows, model_rows = connection.execute(text(
+            "SELECT (SELECT count(*) FROM gemini_api_keys), "
+            "(SELECT count(DISTINCT date) FROM gemini_usage_day_rollup), "
+            "(SELECT count(*) FROM gemini_key_usage_stats), "
+            "(SELECT count(*) FROM gemini_key_model_usage_stats)")).one()
+    return (f"{keys:,} keys × {days} days ({rows:,} rows; {model_rows:,} per-model rows)")
 
 
 def triggers(url: str, enabled: bool) -> None:
@@ -223,32 +238,51 @@ def interleaved(repeats: int, measure: Callable[[], float], baseline: Callable[[
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
-def run(quick: bool = False) -> list[dict]:
+def compare(big: str, small: str, repeats: int) -> list[dict]:
+    """The page (30-day and 365-day views) and its queries on `big` against the same on
+    `small`, interleaved."""
+    label = database_label(big)
+    small_label = "same page @ 10 keys × 30 days"
+    results = []
+    for name, measure, baseline, base_name in (
+        ("analytics page, last 30 days", lambda: render(big), lambda: render(small),
+         small_label),
+        ("analytics page, 365-day preset", lambda: render(big, "365 days"),
+         lambda: render(small), small_label),
+        ("analytics queries alone, last 30 days", lambda: queries(big),
+         lambda: queries(small), "same queries @ 10 keys × 30 days"),
+        ("analytics queries alone, 365 days", lambda: queries(big, 365),
+         lambda: queries(small), "same queries @ 10 keys × 30 days"),
+    ):
+        big_s, small_s = interleaved(repeats, measure, baseline)
+        results.append(row(f"{name} @ {label}", big_s, base_name, small_s,
+                           AIM if "page" in name else "info"))
+    return results
+
+
+def run(quick: bool = False, existing: str | None = None) -> list[dict]:
+    """existing: the URL of a database loaded before (as bench_database loads one, with an
+    admin seeded or not) to measure instead of loading 500 and 5,000 keys here; at 5,000
+    keys × 365 days the load through the rollups' triggers takes many minutes."""
     repeats = 3 if quick else 7
     results: list[dict] = []
-    small_label = "same page @ 10 keys × 30 days"
     with bench_environment() as server:
-        sizes = [(500, 365)] + ([] if quick else [(5000, 365)])
+        sizes = [] if existing else [(500, 365)] + ([] if quick else [(5000, 365)])
         with bench_database(server, 10, 30) as small:
+            if existing:
+                with get_engine(existing).connect() as connection:
+                    admin = connection.scalar(text(
+                        "SELECT count(*) FROM user_profiles WHERE user_id = :id"),
+                        {"id": ADMIN.user_id})
+                if not admin:
+                    seed_admin(get_engine(existing), ADMIN)
+                results += compare(existing, small, repeats)
             for keys, days in sizes:
                 started = time.perf_counter()
                 with bench_database(server, keys, days) as big:
                     print(f"  loaded {keys:,} keys × {days} days in "
                           f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
-                    label = f"{keys:,} keys × {days} days ({keys * days:,} rows)"
-                    for name, measure, baseline, base_name in (
-                        ("analytics page, last 30 days", lambda u=big: render(u),
-                         lambda: render(small), small_label),
-                        ("analytics page, 365-day preset",
-                         lambda u=big: render(u, "365 days"), lambda: render(small),
-                         small_label),
-                        ("analytics queries alone, last 30 days", lambda u=big: queries(u),
-                         lambda: queries(small), "same queries @ 10 keys × 30 days"),
-                    ):
-                        big_s, small_s = interleaved(repeats, measure, baseline)
-                        page = "page" in name
-                        results.append(row(f"{name} @ {label}", big_s, base_name, small_s,
-                                           AIM if page else "info"))
+                    results += compare(big, small, repeats)
             results += record_cost(small, 300 if quick else 1000, repeats)
     return results
 
@@ -256,5 +290,8 @@ def run(quick: bool = False) -> list[dict]:
 if __name__ == "__main__":
     from bench.__main__ import render as table
 
-    print(table(run(quick="--quick" in sys.argv), markdown="--markdown" in sys.argv))
+    existing = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--existing=")),
+                    None)
+    print(table(run(quick="--quick" in sys.argv, existing=existing),
+                markdown="--markdown" in sys.argv))
     print(f"(today: {dt.datetime.now(dt.UTC).date()} UTC)")

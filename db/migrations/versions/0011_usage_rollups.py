@@ -4,26 +4,31 @@ Revision ID: 0011
 Revises: 0010
 
 The Analytics page sums a year of stats rows (5,000 keys × 365 days × 3 models is 5.5
-million rows of the per-model table); summing them on every view took seconds. Four rollups,
-each kept by statement-level triggers (with transition tables) on its source table, in the
+million rows of the per-model table); summing them on every view took seconds. Five tables,
+kept by statement-level triggers (with transition tables) on the two stats tables, in the
 same transaction as the counts they sum, so they are never stale and never approximate:
 
-- gemini_usage_day_rollup (date, stripe)                from gemini_key_usage_stats
-- gemini_usage_key_month_rollup (key_id, month)         from gemini_key_usage_stats
-- gemini_model_usage_day_rollup (date, model, stripe)   from gemini_key_model_usage_stats
-- gemini_model_usage_key_month_rollup (key_id, month, model)  from the per-model table
+- gemini_usage_day_rollup (date, stripe)              sums of gemini_key_usage_stats per day
+- gemini_model_usage_day_rollup (date, model, stripe) the same of the per-model table
+- gemini_usage_key_running (key_id, date)             per key: the sums of all its spec rows
+                                                      up to that date (running totals)
+- gemini_model_usage_key_running (key_id, model, date)    the same per key and model
+- gemini_model_usage_key_running_all (key_id, date)       per key over every model (tokens)
 
-No hot row: a day's total is striped over STRIPES rows by the key (a byte of its id), so
-pool processes recording on different keys rarely wait for one another; the per-key rows are
-locked only by records on that key, which already hold that key's stats row. Readers add the
-stripes up (at most 366 × STRIPES rows for a year).
+A key's sums over any range are two index probes: the running row at or before the end minus
+the one before the start. Every date a stats row has gets a running row; rows are never
+deleted (a deleted stats row leaves its delta subtracted), TRUNCATE empties them.
+
+No hot row: a day's total is striped over STRIPES rows by the key (a byte of its id), so pool
+processes recording on different keys rarely wait for one another; the running rows are
+locked only by records on that key, which already hold that key's stats row.
 
 Latency is kept as its exact parts: lat_num = sum(avg_response_time × request_count) as
 numeric (increments and decrements cancel exactly), lat_den = the requests of rows that
-carry a latency. Rows of a key deleted for good (ON DELETE CASCADE) are subtracted; a
-TRUNCATE of a source table empties its rollups. Under the same admin-only RLS and the
-grants of 0005's convention as the tables they sum: whoever may write the stats writes the
-rollups through the triggers (SECURITY INVOKER), nobody else.
+carry a latency. The pool's record (one row updated in place) takes a short path: its delta
+goes to the day rollup and to the key's running rows from that day on. Under the same
+admin-only RLS and the grants of 0005's convention as the tables they sum: whoever may write
+the stats writes these through the triggers (SECURITY INVOKER), nobody else.
 """
 
 from alembic import op
@@ -121,8 +126,37 @@ def _statement(table: str, delta: str) -> str:
     return "WITH " + ",\n".join(ctes) + "\n" + _day_upsert(day, day_keys, summed) + ";"
 
 
+def _fast_update(table: str) -> tuple[str, str]:
+    """The pool's case, one row updated in place (same key, day and model): its delta
+    added to the day rollup and to the running rows from its date on (which exist, since
+    the row did). Returns (condition, statement)."""
+    summed, day, running, extra = SOURCES[table]
+    same = "n.key_id IS NOT DISTINCT FROM o.key_id AND n.date = o.date" + (
+        f" AND n.{extra} = o.{extra}" if extra else "")
+    condition = (f"(SELECT count(*) = 1 AND bool_and({same}) "
+                 f"FROM new_rows n CROSS JOIN old_rows o)")
+    cols = [f"coalesce(n.{c}, 0) - coalesce(o.{c}, 0) AS {c}" for c in summed]
+    cols += ["coalesce(n.avg_response_time::numeric * n.request_count, 0)"
+             " - coalesce(o.avg_response_time::numeric * o.request_count, 0) AS lat_num",
+             "CASE WHEN n.avg_response_time IS NULL THEN 0 ELSE coalesce(n.request_count, 0)"
+             " END - CASE WHEN o.avg_response_time IS NULL THEN 0"
+             " ELSE coalesce(o.request_count, 0) END AS lat_den"]
+    stripe = STRIPE.replace("key_id", "n.key_id")
+    keys = f"n.key_id, n.date, {stripe} AS stripe" + (f", n.{extra}" if extra else "")
+    ctes = [f"delta AS (SELECT {keys}, {', '.join(cols)} FROM new_rows n CROSS JOIN old_rows o)"]
+    for i, (target, x) in enumerate(running):
+        match = " AND t.model = d.model" if x else ""
+        ctes.append(f"up{i} AS (UPDATE {target} AS t SET "
+                    + ", ".join(f"{c} = t.{c} + d.{c}" for c in _all(summed))
+                    + f" FROM delta d WHERE t.key_id = d.key_id{match} AND t.date >= d.date)")
+    day_keys = ("date", extra, "stripe") if extra else ("date", "stripe")
+    return condition, ("WITH " + ",\n".join(ctes) + "\n"
+                       + _day_upsert(day, day_keys, summed) + ";")
+
+
 def _function(table: str) -> str:
     summed, day, running, extra = SOURCES[table]
+    fast_condition, fast = _fast_update(table)
     keys = f"key_id, date, {STRIPE} AS stripe{', ' + extra if extra else ''}"
     new = f"SELECT {keys}, {_parts(summed, '1')} FROM new_rows"
     old = f"SELECT {keys}, {_parts(summed, '-1')} FROM old_rows"
@@ -140,6 +174,8 @@ BEGIN
     IF EXISTS (SELECT 1 FROM old_rows) THEN
       {_statement(table, old)}
     END IF;
+  ELSIF {fast_condition} THEN
+    {fast}
   ELSIF EXISTS (SELECT 1 FROM new_rows) THEN
     {_statement(table, new + " UNION ALL " + old)}
   END IF;
