@@ -1,16 +1,17 @@
 """Analytics page at 500 and 5,000 keys × 365 days of stats vs the same page at 10 keys × 30
 days; the cost the rollups' triggers add to the pool's record().
 
-`python -m bench.bench_analytics [--quick]`. Creates throw-away databases on the configured
-server (DATABASE_URL's, else the embedded one): encrypted fake keys through one executemany
-(lib.demo.bulk_demo_keys), per-model stats for three models with tokens through one INSERT …
-SELECT generate_series and the spec's rows as their sums (both through the rollups'
-triggers, as any write), then VACUUM ANALYZE. The rows are written day by day (ORDER BY
-day), as the pool writes them. Renders pages/analytics.py under AppTest as a signed-in admin
-(default view: last 30 days, all keys, top 20 compared) and checks that the KPIs and the
-seven charts are there. Rows: the 30-day and 365-day views, the queries alone, at 500 keys
-and at 5,000 keys × 365 days (1,825,000 spec rows, 5,475,000 per-model rows; skipped with
---quick). Databases are dropped at the end.
+`python -m bench.bench_analytics [--quick] [--existing=URL]` (URL: a database loaded
+before with the same SQL, measured instead of loading 500 and 5,000 keys here). Creates
+throw-away databases on the configured server (DATABASE_URL's, else the embedded one):
+encrypted fake keys through one executemany (lib.demo.bulk_demo_keys), per-model stats for
+three models with tokens through one INSERT … SELECT generate_series and the spec's rows as
+their sums (both through the rollups' triggers, as any write), then VACUUM ANALYZE. The rows
+are written day by day (ORDER BY day), as the pool writes them. Renders pages/analytics.py
+under AppTest as a signed-in admin (default view: last 30 days, all keys, top 20 compared)
+and checks that the KPIs and the seven charts are there. Rows: the 30-day and 365-day views,
+the queries alone, at 500 keys and at 5,000 keys × 365 days (1,825,000 spec rows, 5,475,000
+per-model rows; skipped with --quick). Databases are dropped at the end.
 
 record() cost: KeyPool.record() on a 10-key database, and the two-table upsert the quota pool
 records with (spec row and per-model row with tokens in one statement), each with the
@@ -249,6 +250,11 @@ def compare(big: str, small: str, repeats: int) -> list[dict]:
          small_label),
         ("analytics page, 365-day preset", lambda: render(big, "365 days"),
          lambda: render(small), small_label),
+        # The same view at both sizes: what the data adds, without the bigger figures'
+        # own cost (365 days of bars and a 20 × 365 heatmap, the same at 10 keys).
+        ("analytics page, 365-day preset (same view as the baseline)",
+         lambda: render(big, "365 days"), lambda: render(small, "365 days"),
+         "same 365-day page @ 10 keys × 30 days"),
         ("analytics queries alone, last 30 days", lambda: queries(big),
          lambda: queries(small), "same queries @ 10 keys × 30 days"),
         ("analytics queries alone, 365 days", lambda: queries(big, 365),
