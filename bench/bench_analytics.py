@@ -2,7 +2,8 @@
 days; the cost the rollups' triggers add to the pool's record().
 
 `python -m bench.bench_analytics [--quick] [--existing=URL]` (URL: a database loaded
-before with the same SQL, measured instead of loading 500 and 5,000 keys here). Creates
+before with the same SQL, measured instead of loading 500 and 5,000 keys here; its master
+key in GK_BENCH_EXISTING_MASTER_KEY). Creates
 throw-away databases on the configured server (DATABASE_URL's, else the embedded one):
 encrypted fake keys through one executemany (lib.demo.bulk_demo_keys), per-model stats for
 three models with tokens through one INSERT … SELECT generate_series and the spec's rows as
@@ -123,10 +124,18 @@ def bench_database(base: str, keys: int, days: int) -> Iterator[str]:
         yield url
 
 
+MASTER_KEYS: dict[str, str] = {}  # an --existing database's own master key
+
+
 def render(url: str, preset: str = "30 days") -> float:
     from streamlit.testing.v1 import AppTest
 
     os.environ["DATABASE_URL"] = url
+    if url in MASTER_KEYS:
+        MASTER_KEYS.setdefault("", os.environ["GEMINI_KEYS_MASTER_KEY"])
+        os.environ["GEMINI_KEYS_MASTER_KEY"] = MASTER_KEYS[url]
+    elif "" in MASTER_KEYS:
+        os.environ["GEMINI_KEYS_MASTER_KEY"] = MASTER_KEYS[""]
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.session_state["gk_user"] = signed_in_state(url, ADMIN)
     at.session_state["an_range"] = preset
@@ -298,6 +307,8 @@ if __name__ == "__main__":
 
     existing = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--existing=")),
                     None)
+    if existing:  # its master key, from the environment of the run that loaded it
+        MASTER_KEYS[existing] = os.environ["GK_BENCH_EXISTING_MASTER_KEY"]
     print(table(run(quick="--quick" in sys.argv, existing=existing),
                 markdown="--markdown" in sys.argv))
     print(f"(today: {dt.datetime.now(dt.UTC).date()} UTC)")
