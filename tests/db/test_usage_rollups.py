@@ -175,3 +175,36 @@ def test_the_pools_record_keeps_the_rollups_exact(db):
         assert c.scalar(text("SELECT sum(prompt_tokens) FROM gemini_model_usage_day_rollup")
                         ) == 10 * sum(range(30))
     assert_rollups_exact(db)
+
+
+def test_racing_records_leave_the_rollups_exact(db):
+    """8 threads record on 3 keys at once (same rows, same stripes): no lost update, no
+    deadlock, the rollups still sum exactly."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lib.pool import KeyPool
+    from lib.runtime import build_runtime
+    from tests.support.pool import add
+
+    runtime = build_runtime()
+    for i in range(3):
+        add(runtime, f"race-{i}", group="proj")
+    pool = KeyPool(runtime)
+
+    def work(n: int) -> None:
+        for i in range(25):
+            lease = pool.acquire(("gemini-2.5-flash", "gemini-2.5-pro")[(n + i) % 2])
+            pool.record(lease, "success", 10.0 + i,
+                        usage={"promptTokenCount": 3, "candidatesTokenCount": 1,
+                               "totalTokenCount": 4})
+
+    try:
+        with ThreadPoolExecutor(8) as workers:
+            list(workers.map(work, range(8)))
+    finally:
+        pool.close()
+    with db.engine.connect() as c:
+        assert c.scalar(text("SELECT sum(request_count) FROM gemini_usage_day_rollup")) == 200
+        assert c.scalar(text("SELECT sum(total_tokens) FROM gemini_model_usage_day_rollup")
+                        ) == 800
+    assert_rollups_exact(db)
