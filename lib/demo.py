@@ -5,7 +5,10 @@ Everything it makes is recognisable: keys are named ``demo-<batch>-NNN`` in grou
 The keys are random strings shaped like Gemini keys of both families (they work nowhere),
 encrypted like real ones through the key service. The stats show a weekly rhythm, growth,
 latency drift, one key failing today (then auto-disabled), one key that keeps hitting 429s
-(cooling down now) and one key that was never used.
+(cooling down now) and one key that was never used. Each key's day is split over three
+models (DEMO_MODELS) with their token counts, in the per-model table; the spec's row is
+their sum, as the key pool records them. One project (DEMO_QUOTA) is at its daily limit
+for one model: a requests-per-day limit equal to what the pool counted today (Pacific day).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
-from db.models import ApiKey, AuditLog, UsageStat
+from db.models import ApiKey, AuditLog, ModelUsageStat, UsageStat
 from lib.audit.log import Action, audit_row
+from lib.clock import pacific_day_start
 from lib.crypto.sealed import MasterKey, seal
 from lib.errors import InvalidInput
 from lib.key_format import AUTHORIZATION_PREFIX, STANDARD_PREFIX, ApiKeyText, KeyKind
@@ -35,6 +39,14 @@ MAX_AUDIT_ROWS = 1_000_000
 KEY_ALPHABET = string.ascii_letters + string.digits + "-_"
 GROUPS = ("demo-project-a", "demo-project-b", "demo-project-c")
 WEEKDAY_FACTOR = (1.0, 1.05, 1.0, 0.98, 0.9, 0.55, 0.45)  # Monday … Sunday
+# model: (share of requests, latency factor, prompt, output and thinking tokens per request,
+# share of prompt tokens served from the cache)
+DEMO_MODELS = {
+    "gemini-2.5-flash": (0.6, 1.0, 900, 260, 80, 0.2),
+    "gemini-2.5-pro": (0.25, 1.8, 2200, 620, 340, 0.3),
+    "gemini-2.5-flash-lite": (0.15, 0.6, 450, 120, 0, 0.0),
+}
+DEMO_QUOTA = ("demo-project-a", "gemini-2.5-pro")  # (project = group, model) at its rpd
 HISTORY_ACTIONS = (  # (verb, weight) for the extra audit history
     (Action.KEY_CHECKED, 6), (Action.KEY_COOLDOWN, 3), (Action.KEY_PRIORITY_CHANGED, 1),
     (Action.KEY_DEACTIVATED, 1), (Action.KEY_ACTIVATED, 1))
@@ -64,12 +76,14 @@ class DemoSummary:
     batch: str
     keys: int
     stats_rows: int
+    model_rows: int
     audit_rows: int
     start: dt.date
     end: dt.date
     failing_key: str | None
     rate_limited_key: str | None
     idle_key: str | None
+    quota_at_limit: tuple[str, str, int] | None = None  # (project, model, rpd)
 
 
 def _role(index: int, count: int) -> str:
@@ -108,6 +122,45 @@ def daily_stats(profile: KeyProfile, start: dt.date, days: int,
                "avg_response_time": round(latency, 1) if requests else None}
 
 
+def _split(count: int, shares: list[float], rng: random.Random) -> list[int]:
+    """`count` split by `shares` (jittered), summing to exactly `count`."""
+    weights = [share * rng.uniform(0.8, 1.2) for share in shares]
+    parts = [int(count * w / sum(weights)) for w in weights]
+    parts[0] += count - sum(parts)
+    return parts
+
+
+def model_stats(row: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
+    """A spec stats row split over DEMO_MODELS, with tokens; rewrites the row's latency as
+    the request-weighted mean of the models' (as the pool's two tables keep it)."""
+    shares = [m[0] for m in DEMO_MODELS.values()]
+    split = {c: _split(row[c], shares, rng)
+             for c in ("success_count", "failure_count", "rate_limit_count")}
+    out, weighted = [], 0.0
+    for i, (model, (_, slower, prompt, output, thoughts, cached)) in enumerate(
+            DEMO_MODELS.items()):
+        ok, fail, limited = (split[c][i] for c in split)
+        requests = ok + fail + limited
+        if not requests:
+            continue
+        latency = (round(row["avg_response_time"] * slower * rng.uniform(0.9, 1.1), 1)
+                   if row["avg_response_time"] is not None else None)
+        weighted += (latency or 0) * requests
+        answered = ok  # failed and rate-limited calls carry no tokens
+        p = int(answered * prompt * rng.uniform(0.7, 1.3))
+        o = int(answered * output * rng.uniform(0.7, 1.3))
+        t = int(answered * thoughts * rng.uniform(0.5, 1.5))
+        out.append({"key_id": row["key_id"], "date": row["date"], "model": model,
+                    "request_count": requests, "success_count": ok, "failure_count": fail,
+                    "rate_limit_count": limited, "avg_response_time": latency,
+                    "prompt_tokens": p, "output_tokens": o, "thoughts_tokens": t,
+                    "cached_tokens": int(p * cached * rng.uniform(0.5, 1.5)),
+                    "total_tokens": p + o + t})
+    if row["request_count"] and row["avg_response_time"] is not None:
+        row["avg_response_time"] = weighted / row["request_count"]
+    return out
+
+
 def check_demo_size(keys: int, days: int, audit_rows: int) -> None:
     """Refuse sizes outside what seed-demo makes (before anything is connected)."""
     if not 1 <= keys <= MAX_KEYS:
@@ -139,18 +192,23 @@ def seed_demo(session: Session, master: MasterKey, *, keys: int, days: int,
         profiles.append(KeyProfile(row.id, name, role, rng.lognormvariate(6.0, 0.6),
                                    rng.uniform(300, 900), rng.uniform(0.005, 0.03)))
     rows = [r for p in profiles for r in daily_stats(p, start, days, rng)]
+    per_model = [m for r in rows for m in model_stats(r, rng)]
     for chunk in range(0, len(rows), 5000):
         session.execute(insert(UsageStat), rows[chunk:chunk + 5000])
+    for chunk in range(0, len(per_model), 5000):
+        session.execute(insert(ModelUsageStat), per_model[chunk:chunk + 5000])
     _sync_key_counters(session, [p.key_id for p in profiles], now)
     by_role = {p.role: p for p in reversed(profiles)}
     history = _lifecycle_events(session, by_role, now)
+    quota, quota_audit = _quota_at_limit(session, per_model, profiles, now)
+    history += quota_audit
     history += _history_rows(session, profiles, start, now, audit_rows - len(history), rng)
     if history:
         session.execute(insert(AuditLog), history)
     session.flush()
-    return DemoSummary(batch, keys, len(rows), len(history), start, end,
+    return DemoSummary(batch, keys, len(rows), len(per_model), len(history), start, end,
                        *(by_role[r].name if r in by_role else None
-                         for r in ("failing", "rate_limited", "idle")))
+                         for r in ("failing", "rate_limited", "idle")), quota)
 
 
 def _sync_key_counters(session: Session, key_ids: list[uuid.UUID], now: dt.datetime) -> None:
@@ -195,6 +253,41 @@ def _lifecycle_events(session: Session, by_role: dict[str, KeyProfile],
                                  {"reason": "demo: 429 RESOURCE_EXHAUSTED (per-minute quota)",
                                   "cooldown_until": until.isoformat()}))
     return events
+
+
+def _quota_at_limit(session: Session, per_model: list[dict[str, Any]],
+                    profiles: list[KeyProfile], now: dt.datetime
+                    ) -> tuple[tuple[str, str, int] | None, list[dict[str, Any]]]:
+    """DEMO_QUOTA's project at its requests-per-day limit for its model: the pool's count
+    for the current Pacific day (gemini_quota_usage, window 'd' from Pacific midnight as
+    naive UTC) is today's traffic of that project and model, and the limit equals it."""
+    project, model = DEMO_QUOTA
+    ids = {p.key_id for i, p in enumerate(profiles) if GROUPS[i % 3] == project}
+    if not ids:
+        return None, []
+    today = [r for r in per_model if r["key_id"] in ids and r["model"] == model
+             and r["date"] == now.date()]
+    requests = max(sum(r["request_count"] for r in today), 1)
+    tokens = sum(r["total_tokens"] for r in today)
+    window = pacific_day_start(now.replace(tzinfo=dt.UTC))
+    session.execute(text("""
+INSERT INTO gemini_quota_limits (group_label, model, rpd) VALUES (:g, :m, :rpd)
+ON CONFLICT (group_label, model) DO UPDATE SET rpd = excluded.rpd, updated_at = now()"""),
+                    {"g": project, "m": model, "rpd": requests})
+    session.execute(text("""
+INSERT INTO gemini_quota_usage (project, model, window_kind, window_start, requests, tokens)
+VALUES (:p, :m, 'd', :w, :r, :t)
+ON CONFLICT (project, model, window_kind, window_start)
+  DO UPDATE SET requests = excluded.requests, tokens = excluded.tokens"""),
+                    {"p": project, "m": model, "w": window, "r": requests, "t": tokens})
+    audit = []
+    quota_set = getattr(Action, "QUOTA_SET", None)  # lib/quotas' verb, where it is merged
+    if quota_set is not None:
+        audit.append({"id": uuid.uuid4(), "created_at": now, **audit_row(
+            session, action=quota_set, details={
+                "demo": True, "group_label": project, "model": model, "before": None,
+                "after": {"rpm": None, "tpm": None, "rpd": requests}})})
+    return (project, model, requests), audit
 
 
 def _history_rows(session: Session, profiles: list[KeyProfile], start: dt.date,

@@ -119,3 +119,72 @@ def test_cli_seed_demo_refuses_bad_numbers(db, args, message):
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: {message}") and result.stderr.count("\n") == 1
     assert scalar(db, "SELECT count(*) FROM gemini_api_keys") == 0
+
+
+def test_per_model_rows_with_tokens_sum_to_the_spec_rows(db, demo):
+    summary, _ = demo
+    assert summary.model_rows == scalar(db, "SELECT count(*) FROM gemini_key_model_usage_stats")
+    assert scalar(db, "SELECT count(DISTINCT model) FROM gemini_key_model_usage_stats") == 3
+    assert scalar(db, "SELECT string_agg(DISTINCT model, ',' ORDER BY model) "
+                      "FROM gemini_key_model_usage_stats") == (
+        "gemini-2.5-flash,gemini-2.5-flash-lite,gemini-2.5-pro")
+    # every spec row is the sum of its models' rows (counts exact, latency weighted)
+    assert scalar(db, """
+SELECT count(*) FROM gemini_key_usage_stats s FULL JOIN (
+  SELECT key_id, date, sum(request_count) r, sum(success_count) ok, sum(failure_count) f,
+         sum(rate_limit_count) rl,
+         sum(avg_response_time * request_count) / nullif(sum(request_count), 0) lat
+  FROM gemini_key_model_usage_stats GROUP BY key_id, date) m
+  ON m.key_id = s.key_id AND m.date = s.date
+WHERE s.request_count > 0 AND (m.r IS DISTINCT FROM s.request_count
+   OR m.ok IS DISTINCT FROM s.success_count OR m.f IS DISTINCT FROM s.failure_count
+   OR m.rl IS DISTINCT FROM s.rate_limit_count
+   OR abs(m.lat - s.avg_response_time) > 1e-6)""") == 0
+    assert scalar(db, "SELECT count(*) FROM gemini_key_model_usage_stats WHERE request_count"
+                      " <> success_count + failure_count + rate_limit_count OR total_tokens <>"
+                      " prompt_tokens + output_tokens + thoughts_tokens") == 0
+    assert scalar(db, "SELECT min(prompt_tokens) FILTER (WHERE success_count > 0) "
+                      "FROM gemini_key_model_usage_stats") > 0
+    # pro thinks more per answered call than flash; flash-lite not at all
+    assert scalar(db, "SELECT sum(thoughts_tokens) FROM gemini_key_model_usage_stats "
+                      "WHERE model = 'gemini-2.5-flash-lite'") == 0
+
+
+def test_one_project_is_at_its_daily_limit_for_one_model(db, demo):
+    summary, _ = demo
+    project, model, rpd = summary.quota_at_limit
+    assert (project, model) == ("demo-project-a", "gemini-2.5-pro") and rpd > 0
+    with db.engine.connect() as c:
+        limit = c.execute(text("SELECT rpm, tpm, rpd FROM gemini_quota_limits")).all()
+        usage = c.execute(text("SELECT project, model, window_kind, window_start, requests "
+                               "FROM gemini_quota_usage")).all()
+        today_pro = c.scalar(text("""
+SELECT sum(m.request_count) FROM gemini_key_model_usage_stats m
+JOIN gemini_api_keys k ON k.id = m.key_id
+WHERE k.group_label = 'demo-project-a' AND m.model = 'gemini-2.5-pro' AND m.date = :d"""),
+                             {"d": NOW.date()})
+    assert limit == [(None, None, rpd)]
+    # Pacific midnight of 2026-03-08 (PST, the day DST begins) as naive UTC
+    assert usage == [(project, model, "d", dt.datetime(2026, 3, 8, 8, 0), rpd)]
+    assert rpd == today_pro
+
+
+def test_the_pool_serves_that_model_from_other_projects_only(db):
+    from lib.pool import KeyPool
+
+    runtime = build_runtime()
+    with session_scope(Actor.service("cli"), engine=db.engine) as s:
+        seed_demo(s, runtime.master_key, keys=9, days=3, seed=2)
+        s.execute(text("UPDATE gemini_api_keys SET priority = 1"))  # one tier: all rotate
+    pool = KeyPool(runtime)
+    try:
+        groups = {"gemini-2.5-pro": set(), "gemini-2.5-flash": set()}
+        for _ in range(12):
+            for model, seen in groups.items():
+                lease = pool.acquire(model)
+                seen.add(lease.group_label)
+                pool.record(lease, "success", 10.0)
+    finally:
+        pool.close()
+    assert "demo-project-a" not in groups["gemini-2.5-pro"]
+    assert "demo-project-a" in groups["gemini-2.5-flash"]

@@ -13,12 +13,15 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from lib.analytics.stats import DayRow
+from lib.analytics.stats import DayRow, KeyTokens, ModelRow, TokenDay
 
 SUCCESS = "#3FA66B"
 FAILURE = "#D9534F"
 RATE_LIMITED = "#E8A33D"
 LATENCY = "#4C8DF6"
+PROMPT = "#4C8DF6"
+OUTPUT = "#9B6BD6"
+THOUGHTS = "#2FB3B3"
 HEIGHT = 300
 
 
@@ -90,4 +93,53 @@ def action_counts_figure(counts: Mapping[str, int]) -> go.Figure:
     fig.update_layout(height=60 + 22 * len(counts), margin={"l": 0, "r": 0, "t": 10, "b": 0},
                       yaxis={"autorange": "reversed", "title": None},
                       xaxis={"title": "entries"})
+    return fig
+
+
+def model_breakdown_figure(rows: Sequence[ModelRow], labels: Sequence[str]) -> go.Figure:
+    """Horizontal stacked bars per model (labels already Plotly-safe): its successes,
+    failures and 429s, so each bar's length is the model's requests."""
+    fig = go.Figure([
+        go.Bar(y=list(labels), x=[r.successes for r in rows], name="Success",
+               orientation="h", marker_color=SUCCESS),
+        go.Bar(y=list(labels), x=[r.failures for r in rows], name="Failure",
+               orientation="h", marker_color=FAILURE),
+        go.Bar(y=list(labels), x=[r.rate_limited for r in rows], name="Rate-limited (429)",
+               orientation="h", marker_color=RATE_LIMITED),
+    ])
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_layout(height=max(160, 60 + 40 * len(rows)), barmode="stack",
+                      margin=dict(l=10, r=10, t=30, b=10), xaxis_title="Requests",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left",
+                                  x=0))
+    return fig
+
+
+def tokens_figure(days: Sequence[TokenDay]) -> go.Figure:
+    """Daily tokens, stacked: prompt (input) vs output, and thinking tokens on top."""
+    x = [d.day for d in days]
+    fig = go.Figure([
+        go.Bar(x=x, y=[d.tokens.prompt for d in days], name="Prompt", marker_color=PROMPT),
+        go.Bar(x=x, y=[d.tokens.output for d in days], name="Output", marker_color=OUTPUT),
+        go.Bar(x=x, y=[d.tokens.thoughts for d in days], name="Thoughts",
+               marker_color=THOUGHTS),
+    ])
+    return _layout(fig, y_title="Tokens", barmode="stack")
+
+
+def key_tokens_figure(rows: Sequence[KeyTokens], names: Sequence[str]) -> go.Figure:
+    """Horizontal stacked bars per key (names already Plotly-safe): prompt vs output."""
+    fig = go.Figure([
+        go.Bar(y=list(names), x=[r.tokens.prompt for r in rows], name="Prompt",
+               orientation="h", marker_color=PROMPT),
+        go.Bar(y=list(names), x=[r.tokens.output for r in rows], name="Output",
+               orientation="h", marker_color=OUTPUT),
+        go.Bar(y=list(names), x=[r.tokens.thoughts for r in rows], name="Thoughts",
+               orientation="h", marker_color=THOUGHTS),
+    ])
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_layout(height=max(HEIGHT, 60 + 22 * len(rows)), barmode="stack",
+                      margin=dict(l=10, r=10, t=30, b=10), xaxis_title="Tokens",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left",
+                                  x=0))
     return fig

@@ -42,8 +42,12 @@ def output_path(output: str, flt: StatsFilter, per: str) -> Path:
 @click.option("--key", "keys", multiple=True, metavar="NAME_OR_ID",
               help="Only this key (repeat for several).")
 @click.option("--group", default=None, metavar="G", help="Only keys with this group label.")
-@click.option("--per", type=click.Choice(["day", "key-day"]), default="key-day",
-              show_default=True, help="One row per key per day, or per day in total.")
+@click.option("--per", type=click.Choice(["day", "key-day", "key-model-day"]),
+              default="key-day", show_default=True,
+              help="One row per key per day, per day in total, or per key, day and model "
+                   "(with model and token columns).")
+@click.option("--model", default=None, metavar="MODEL",
+              help="Only this model's usage (the per-model table; '' = unspecified).")
 @click.option("--include-archived/--exclude-archived", default=True, show_default=True,
               help="Count archived and deleted keys' traffic.")
 @click.option("-o", "--output", required=True, metavar="FILE",
@@ -51,13 +55,13 @@ def output_path(output: str, flt: StatsFilter, per: str) -> Path:
 @pass_cli
 def export_stats(cli_ctx: CliContext,
                  since: str, until: str, keys: tuple[str, ...], group: str | None, per: str,
-                 include_archived: bool, output: str) -> None:
+                 model: str | None, include_archived: bool, output: str) -> None:
     """Export daily usage statistics as CSV, streamed (no key material in the file)."""
     start, end = parse_day(since, "--from"), parse_day(until, "--to")
     with cli_ctx.session() as session:
         key_ids = tuple(dict.fromkeys(resolve_key(session, k).id for k in keys))
         flt = StatsFilter(start, end, key_ids=key_ids, group=group or None,
-                          include_archived=include_archived)
+                          include_archived=include_archived, model=model)
         rows = 0
 
         def counted():
@@ -104,11 +108,14 @@ def seed_demo(cli_ctx: CliContext, key_count: int, days: int, audit_rows: int, s
         summary = make_demo(session, runtime.master_key, keys=key_count, days=days,
                        audit_rows=audit_rows, seed=seed)
     click.echo(f"added {summary.keys} demo keys (demo-{summary.batch}-…), "
-               f"{summary.stats_rows} daily stats rows ({summary.start} to {summary.end}) and "
+               f"{summary.stats_rows} daily stats rows ({summary.start} to {summary.end}), "
+               f"{summary.model_rows} per-model rows with tokens and "
                f"{summary.audit_rows} audit entries")
     notes = [f"failing today and auto-disabled: {summary.failing_key}" if summary.failing_key
              else "", f"hitting 429s, cooling down: {summary.rate_limited_key}"
              if summary.rate_limited_key else "",
-             f"never used: {summary.idle_key}" if summary.idle_key else ""]
+             f"never used: {summary.idle_key}" if summary.idle_key else "",
+             "at its daily limit: {} × {} ({} requests today, Pacific day)".format(
+                 *summary.quota_at_limit) if summary.quota_at_limit else ""]
     for note in filter(None, notes):
         click.echo(f"  {note}")

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
+from db.engine import REPO_ROOT
 from lib.users.cookies import COOKIE_NAME
 from tests.support.live_app import LiveApp
 
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
+# Screenshots go under .data/screenshots/, or where GK_SCREENSHOTS_DIR says (the README's
+# are refreshed with GK_SCREENSHOTS_DIR=docs/screenshots).
+SCREENSHOTS = REPO_ROOT / os.environ.get("GK_SCREENSHOTS_DIR", ".data/screenshots")
+
+
+def screenshot(page, name: str) -> None:
+    """The whole page as SCREENSHOTS/<name>.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def visible_text(page, selector: str = "body") -> str:

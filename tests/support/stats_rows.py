@@ -57,3 +57,35 @@ def insert_stats(session: Session, rows: list[tuple]) -> None:
         {"key_id": k, "date": d, "request_count": ok + fail + rl, "success_count": ok,
          "failure_count": fail, "rate_limit_count": rl, "avg_response_time": latency}
         for k, d, ok, fail, rl, latency in rows])
+
+
+MODEL_COLUMNS = ("request_count", "success_count", "failure_count", "rate_limit_count",
+                 "avg_response_time", "prompt_tokens", "output_tokens", "thoughts_tokens",
+                 "cached_tokens", "total_tokens")
+
+
+def insert_usage(session: Session, key_id: uuid.UUID, date: dt.date,
+                 per_model: dict[str, tuple]) -> None:
+    """A key's day as the pool records it: one per-model row per model (ok, fail, rl,
+    latency, prompt, output[, thoughts, cached]) and the spec's row as their sum (latency
+    weighted by requests). total_tokens = prompt + output + thoughts."""
+    total = {"ok": 0, "fail": 0, "rl": 0}
+    weighted, weight = 0.0, 0
+    for model, values in per_model.items():
+        ok, fail, rl, latency, prompt, output, *rest = values
+        thoughts, cached = (*rest, 0, 0)[:2]
+        requests = ok + fail + rl
+        session.execute(text(f"""
+INSERT INTO gemini_key_model_usage_stats (key_id, date, model, {", ".join(MODEL_COLUMNS)})
+VALUES (:key_id, :date, :model, :req, :ok, :fail, :rl, :latency, :prompt, :output, :thoughts,
+        :cached, :total)"""), {
+            "key_id": key_id, "date": date, "model": model, "req": requests, "ok": ok,
+            "fail": fail, "rl": rl, "latency": latency, "prompt": prompt, "output": output,
+            "thoughts": thoughts, "cached": cached, "total": prompt + output + thoughts})
+        total["ok"] += ok
+        total["fail"] += fail
+        total["rl"] += rl
+        if latency is not None:
+            weighted += latency * requests
+            weight += requests
+    insert_stat(session, key_id, date, **total, latency=weighted / weight if weight else None)
