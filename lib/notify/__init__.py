@@ -4,6 +4,6 @@ events.py: the vocabulary, payloads, signature. delivery.py: the queue, worker, 
 cross-process dedupe. hooks.py: where events enter, each held until its transaction commits.
 """
 
-from lib.notify.hooks import NEAR_LIMIT_SHARE, quota_near_limit
+from lib.notify.hooks import NEAR_LIMIT_SHARE, quota_near_limit, wants
 
-__all__ = ["NEAR_LIMIT_SHARE", "quota_near_limit"]
+__all__ = ["NEAR_LIMIT_SHARE", "quota_near_limit", "wants"]

@@ -75,15 +75,23 @@ def key_auto_disabled(*, name: str, hint: str | None, group: str | None, reason:
                  dedupe_key=f"{KEY_AUTO_DISABLED}:{name}")
 
 
-def group_cooling_down(*, group: str, keys: int, until: dt.datetime, scope: str,
-                       caused_by: str) -> Event:
-    why = "its per-day quota is exhausted" if scope == "day" else "it is rate limited"
-    return Event(GROUP_COOLING_DOWN, "warning", "Group cooling down",
-                 f"Every key of group {group} ({keys}) is cooling down until {_iso(until)}: "
-                 f"{why} (first hit on “{caused_by}”)",
+def group_cooling_down(*, group: str, keys: int, until: dt.datetime | None, scope: str,
+                       caused_by: str, model: str | None = None) -> Event:
+    """The whole group cools, or (with `model`) the group's project for that model only."""
+    why = {"day": "its per-day quota is exhausted",
+           "no quota": "its tier has no quota for the model (Google said limit: 0)"
+           }.get(scope, "it is rate limited")
+    if model is None:
+        text_ = (f"Every key of group {group} ({keys}) is cooling down until {_iso(until)}: "
+                 f"{why} (first hit on “{caused_by}”)")
+    else:
+        text_ = (f"Group {group} is cooling down for {model}"
+                 + (f" until {_iso(until)}" if until else "")
+                 + f": {why} (hit on “{caused_by}”); its other models stay usable")
+    return Event(GROUP_COOLING_DOWN, "warning", "Group cooling down", text_,
                  {"group": group, "keys": keys, "until": _iso(until), "scope": scope,
-                  "caused_by_key_name": caused_by},
-                 dedupe_key=f"{GROUP_COOLING_DOWN}:{group}:{scope}")
+                  "model": model, "caused_by_key_name": caused_by},
+                 dedupe_key=f"{GROUP_COOLING_DOWN}:{group}:{scope}:{model or ''}")
 
 
 def tier_cooling_down(*, priority: int, keys: int, back_at: dt.datetime | None) -> Event:

@@ -52,6 +52,12 @@ def _on() -> delivery.Notifier | None:
     return delivery.current()
 
 
+def wants(kind: str) -> bool:
+    """Whether this process sends `kind` (webhooks on and the event chosen)."""
+    notifier = _on()
+    return notifier is not None and notifier.wants(kind)
+
+
 def after_commit(session: Session, *found: Event | None) -> None:
     """Send `found` once the session's transaction commits (nothing on rollback)."""
     events_ = [e for e in found if e is not None]
@@ -121,6 +127,17 @@ def keys_cooled(session: Session, key_id: uuid.UUID, cooled: Sequence[uuid.UUID]
                 found.append(events.tier_cooling_down(priority=tier.priority, keys=tier.keys,
                                                       back_at=tier.back_at))
     after_commit(session, *found)
+
+
+def model_cooled(session: Session, *, project: str, model: str, until: dt.datetime | None,
+                 scope: str, no_quota: bool, caused_by: uuid.UUID) -> None:
+    """lib.pool.model_cooldowns cooled (or marked without quota) one project x model."""
+    if not wants(events.GROUP_COOLING_DOWN):
+        return
+    row = session.execute(_KEY, {"id": caused_by, "now": utc_now()}).one()
+    after_commit(session, events.group_cooling_down(
+        group=project, keys=0, until=until, scope="no quota" if no_quota else scope,
+        caused_by=row.name, model=model))
 
 
 def master_key_rotated(session: Session, *, rotated: int, skipped_deleted: int,

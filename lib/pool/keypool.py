@@ -38,10 +38,12 @@ from sqlalchemy import Engine, text
 
 from db.models import project_of
 from db.session import Actor, role_prelude, session_scope
+from lib import notify
 from lib.clock import pacific_day_start, utc_minute_start
 from lib.crypto.sealed import KeyDecryptionError, MasterKey, MasterKeyMismatch, unseal
 from lib.keys.status import ENABLED
 from lib.keys.writes import apply_cooldown, auto_disable
+from lib.notify.events import QUOTA_NEAR_LIMIT
 from lib.pool.availability import NoKeyAvailable, explain
 from lib.pool.connections import ConnectionLost, Connections
 from lib.pool.fail_closed import row_fault
@@ -58,6 +60,7 @@ from lib.pool.policy import (
 )
 from lib.pool.quota_sql import ARGS, MINUTE_GIVE_BACK, NOW_SQL, PARAM_TYPES, STATEMENTS
 from lib.pool.usage import parse_usage
+from lib.quotas.reads import limits_near
 from lib.runtime import build_runtime
 
 log = logging.getLogger("gemini_keys.pool")
@@ -169,6 +172,21 @@ class KeyPool:
         acquire at most every SWEEP_EVERY_S seconds per pool, off the one-round-trip path."""
         self._next_sweep = time.monotonic() + SWEEP_EVERY_S
         self._execute("gk_pool_sweep")
+        self._announce_quota_pressure()
+
+    def _announce_quota_pressure(self) -> None:
+        """Webhooks' "quota near limit": budgets at >= 90 %, read on the sweep's schedule
+        (one aggregate query every SWEEP_EVERY_S at most), never on the acquire path."""
+        if not notify.wants(QUOTA_NEAR_LIMIT):
+            return
+        try:
+            with session_scope(POOL_ACTOR, engine=self.engine) as session:
+                pressures = limits_near(session, fraction=notify.NEAR_LIMIT_SHARE)
+            for p in pressures:
+                notify.quota_near_limit(p.group_label, p.model, p.limit, p.used,
+                                        p.limit_value, p.resets_at)
+        except Exception:  # noqa: BLE001 - a notification must never fail an acquire
+            log.exception("key pool: could not read quota pressure for the webhooks")
 
     def close(self) -> None:
         """Close the connections this pool keeps (it opens new ones if used again)."""

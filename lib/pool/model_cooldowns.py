@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from lib.audit.log import Action, write_audit
 from lib.clock import naive_utc
+from lib.notify import hooks
 
 _UPSERT = text("""
 INSERT INTO gemini_model_cooldowns AS c (project, model, cooldown_until, no_quota, reason)
@@ -54,4 +55,6 @@ def cool_model(session: Session, *, key_id: uuid.UUID, project: str, model: str,
         "after": {"cooldown_until": naive_utc(until).isoformat() if until else None},
         "error": error,
     })
+    hooks.model_cooled(session, project=project, model=model, until=until, scope=scope,
+                       no_quota=no_quota, caused_by=key_id)
     return True

@@ -20,6 +20,7 @@ from lib.crypto.master_key import generate_master_key_b64
 from lib.keys.writes import add_key, apply_cooldown, auto_disable
 from lib.notify import delivery, quota_near_limit
 from lib.pool import KeyPool
+from lib.quotas.writes import set_quota
 from lib.runtime import build_runtime
 from tests.support.databases import REPO_ROOT
 from tests.support.keys import KINDS, fake_key
@@ -90,7 +91,7 @@ def test_a_per_day_429_notifies_the_group_and_its_tier(db, runtime, webhooks, fa
     hit_id, hit = add(runtime, "hit", priority=9, group="project-1")
     add(runtime, "mate", kind="authorization", priority=9, group="project-1")
     add(runtime, "other", priority=1, group="project-2")
-    fake.respond(hit, "rate_limited_day")
+    fake.respond(hit, "rate_limited_day_project")  # a per-day 429 naming no model
     pool = KeyPool(runtime)
     lease = pool.acquire()
     assert lease.key_id == hit_id
@@ -113,6 +114,45 @@ def test_a_per_day_429_notifies_the_group_and_its_tier(db, runtime, webhooks, fa
     [tier] = webhooks.events("tier.cooling_down")
     assert tier["data"]["priority"] == 9 and tier["data"]["keys"] == 2
     assert_no_leak(webhooks, secrets_of(db, [hit]))
+
+
+def test_a_per_day_429_for_one_model_notifies_that_model_only(db, runtime, webhooks, fake):
+    hit_id, hit = add(runtime, "hit", priority=9, group="project-1")
+    add(runtime, "mate", kind="authorization", priority=9, group="project-1")
+    fake.respond(hit, "rate_limited_day")  # Google's body names the model
+    pool = KeyPool(runtime)
+    lease = pool.acquire("gemini-2.0-flash")
+    assert lease.key_id == hit_id
+
+    pool.record(lease, "failure", 20, error=call_fake(fake.base_url, hit, "gemini-2.0-flash"))
+    webhooks.wait_for(1, kind="group.cooling_down")
+    settle()
+
+    [group] = webhooks.events("group.cooling_down")
+    assert group["data"]["group"] == "project-1" and group["data"]["model"] == "gemini-2.0-flash"
+    assert group["data"]["scope"] == "day" and group["data"]["caused_by_key_name"] == "hit"
+    assert "its other models stay usable" in group["summary"]
+    assert webhooks.events("tier.cooling_down") == []  # the keys still serve other models
+    assert_no_leak(webhooks, secrets_of(db, [hit]))
+
+
+def test_the_pool_announces_a_budget_at_90_percent(db, runtime, webhooks):
+    add(runtime, "budgeted", group="project-1")
+    with session_scope(Actor.service("cli"), engine=runtime.engine) as session:
+        set_quota(session, group_label="project-1", model="gemini-2.5-pro", rpd=10)
+    pool = KeyPool(runtime)
+    for _ in range(8):
+        pool.record(pool.acquire("gemini-2.5-pro"), "success", 5)
+    pool.release_expired()  # the sweep's schedule (every 30 s), run now: 8 of 10 is quiet
+    pool.record(pool.acquire("gemini-2.5-pro"), "success", 5)
+    pool.release_expired()  # 9 of 10
+    webhooks.wait_for(1, kind="quota.near_limit")
+    settle()
+
+    [event] = webhooks.events("quota.near_limit")
+    assert event["data"]["group"] == "project-1" and event["data"]["model"] == "gemini-2.5-pro"
+    assert event["data"]["limit_name"] == "rpd"
+    assert (event["data"]["used"], event["data"]["limit"]) == (9, 10)
 
 
 def test_a_single_key_cooling_inside_a_busy_tier_is_not_news(db, runtime, webhooks,
