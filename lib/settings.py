@@ -156,6 +156,10 @@ class Settings:
     log_level: int
     min_usable_keys: int
     rotation_test_delay: float        # hidden: seconds a rotation sleeps per batch (tests)
+    gateway_max_body_bytes: int       # the largest request body the gateway accepts (413)
+    gateway_timeout_seconds: float    # a request's whole deadline, all attempts together
+    gateway_connect_timeout_seconds: float  # connecting to Gemini, per attempt
+    gateway_max_attempts: int         # keys tried per request (429/5xx/network failover)
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None,
@@ -214,6 +218,13 @@ SETTINGS: dict[str, Setting] = {
     "log_level": Setting("GEMINI_KEYS_LOG_LEVEL", "INFO", _log_level),
     "min_usable_keys": Setting("GEMINI_KEYS_MIN_USABLE_KEYS", "2", _number(int, 0, 100_000)),
     "rotation_test_delay": Setting("GEMINI_KEYS_ROTATION_TEST_DELAY", "0", _number(float, 0, 60)),
+    "gateway_max_body_bytes": Setting("GEMINI_GATEWAY_MAX_BODY_BYTES", str(20 << 20),
+                                      _number(int, 1024, 1 << 30)),
+    "gateway_timeout_seconds": Setting("GEMINI_GATEWAY_TIMEOUT_SECONDS", "600",
+                                       _number(float, 0.1, 3600)),
+    "gateway_connect_timeout_seconds": Setting("GEMINI_GATEWAY_CONNECT_TIMEOUT_SECONDS", "10",
+                                               _number(float, 0.1, 600)),
+    "gateway_max_attempts": Setting("GEMINI_GATEWAY_MAX_ATTEMPTS", "3", _number(int, 1, 10)),
 }
 assert set(SETTINGS) == {f.name for f in fields(Settings)}
 
@@ -308,3 +319,11 @@ def check_production_secrets(settings: Settings) -> None:
             raise ConfigurationError(
                 f"{name} still holds the example's placeholders (PASSWORD / PROJECT): "
                 "paste the connection string from your database provider")
+
+
+def pass_to_children(attribute: str, value: Any) -> None:
+    """Set a setting for this process's child processes (e.g. the gateway's workers, which
+    load Settings themselves): the setting's environment variable, checked by its parser."""
+    setting = SETTINGS[attribute]
+    setting.parse(str(value), setting.env)
+    os.environ[setting.env] = str(value)

@@ -39,6 +39,8 @@ class Action(StrEnum):
     SIGN_IN_THROTTLED = "sign_in_throttled"  # the first refused attempt of one, per window
     ACCOUNT_LOCKED = "account_locked"  # retired: sign-in is throttled now, never locked
     SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
+    ACCESS_TOKEN_CREATED = "access_token_created"  # noqa: S105 - an audit verb
+    ACCESS_TOKEN_REVOKED = "access_token_revoked"  # noqa: S105 - an audit verb
 
 
 # Verbs that older rows carry but nothing writes any more (still listed, to filter by).
