@@ -174,6 +174,10 @@ class Gateway:
                     gemini_error(429, f"No Gemini key available for this request "
                                  f"({'all tried keys failed; ' if last else ''}"
                                  f"{error}).", retry_after=retry), caller)
+            if lease.key_id in tried:
+                # A pool without exclude= handed back a key that already failed (the others
+                # rank lower): stop here rather than ask it again.
+                break
             tried.add(lease.key_id)
             upstream = self._upstream_request(request, body, lease, openai, remaining)
             attempt_started = time.perf_counter()

@@ -40,6 +40,7 @@ MAX_REQUEST_BODY = 1 << 20
 _ROUTE = re.compile(r"^/v1(?:beta)?/models(?:/(?P<model>[\w.\-]+):generateContent)?$")
 _NATIVE = re.compile(r"^/v1(?:beta)?/models/(?P<model>[\w.\-]+):(?P<method>streamGenerateContent"
                      r"|countTokens|embedContent|batchEmbedContents)$")
+_MISSING = re.compile(r"^/v1(?:beta)?/models/(?P<model>missing[\w.\-]*):\w+$")
 _MODEL_GET = re.compile(r"^/v1(?:beta)?/models/(?P<model>[\w.\-]+)$")
 _OPENAI = re.compile(r"^/v1beta/openai/(?P<path>chat/completions|embeddings|models)/?$")
 USAGE = {"promptTokenCount": 3, "candidatesTokenCount": 5, "totalTokenCount": 8}
@@ -328,6 +329,9 @@ class _Handler(BaseHTTPRequestHandler):
             payload = {}
         if not isinstance(payload, dict):
             payload = {}
+        if (m := _MISSING.match(url.path)) and expect_model:  # any model named missing*
+            self._send(404, _error(404, "NOT_FOUND", f"models/{m['model']} is not found."))
+            return True
         if (m := _NATIVE.match(url.path)) and expect_model:
             model, method = m["model"], m["method"]
             if model.startswith("missing"):
