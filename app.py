@@ -21,6 +21,7 @@ ADMIN_PAGES = [
     st.Page("pages/analytics.py", title="Analytics", icon="📈", url_path="analytics"),
     st.Page("pages/audit.py", title="Audit log", icon="📜", url_path="audit"),
     st.Page("pages/admins.py", title="Admins", icon="👥", url_path="admins"),
+    st.Page("pages/tokens.py", title="Access tokens", icon=":material/vpn_key:"),
 ]
 
 
