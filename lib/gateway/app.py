@@ -37,7 +37,7 @@ from starlette.routing import Route
 from lib.gateway.access import Access, Caller
 from lib.gateway.errors import gemini_error
 from lib.gateway.metrics import Metrics
-from lib.pool import KeyPool, Lease, NoKeyAvailable
+from lib.pool import KeyDecryptionError, KeyPool, Lease, NoKeyAvailable
 from lib.pool.gemini_errors import classify_error
 from lib.redact import redact
 from lib.settings import Settings
@@ -165,6 +165,11 @@ class Gateway:
                 break
             try:
                 lease = await self._thread(self._acquire, model, tried)
+            except KeyDecryptionError:
+                log.error("gateway: the pool could not decrypt keys (wrong master key?)")
+                self.metrics.error("pool")
+                return self._finish_own(gemini_error(
+                    503, "The gateway cannot use its keys right now."), caller)
             except NoKeyAvailable as error:
                 if last is not None and last[0] != "rate_limited":
                     break

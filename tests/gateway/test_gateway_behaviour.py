@@ -205,10 +205,15 @@ def test_healthz_needs_no_token_and_metrics_hold_no_secret(runtime, fake, gatewa
     assert httpx.get(gateway + "/healthz").json() == {"status": "ok"}
     post(gateway, token)
     post(gateway, None)
+    listed = httpx.get(gateway + "/v1beta/models", headers={"x-goog-api-key": token})
+    assert listed.status_code == 200 and listed.json()["models"]
+    one = httpx.get(gateway + "/v1/models/gemini-2.0-flash", params={"key": token})
+    assert one.json()["name"] == "models/gemini-2.0-flash"
     metrics = httpx.get(gateway + "/metrics").text
     assert 'gateway_requests_total{route="generateContent",code="200"} 1' in metrics
     assert 'gateway_errors_total{kind="unauthenticated"} 1' in metrics
-    assert 'gateway_upstream_attempts_total{outcome="ok"} 1' in metrics
+    assert 'gateway_upstream_attempts_total{outcome="ok"} 3' in metrics
+    assert 'gateway_requests_total{route="models",code="200"} 2' in metrics
     assert "gateway_request_duration_seconds_bucket" in metrics
     assert "gateway_keys_usable 1" in metrics
     assert token not in metrics and api_key not in metrics and fake.requests
