@@ -131,31 +131,54 @@ class Gateway:
     async def _handle(self, request: Request, *, route: str, openai: bool,
                       model: str | None, started: float) -> Response:
         token = _presented_token(request)
-        caller = await self._thread(self.access.caller, token) if token else None
-        if caller is None:
-            self.metrics.error("unauthenticated")
-            return gemini_error(401, "Missing, unknown, expired or revoked access token. Pass "
-                                "a gateway access token (gkat_...) as x-goog-api-key, "
-                                "?key= or Authorization: Bearer.")
+        if token is None:
+            return self._unauthenticated()
         try:
             body = await _read_body(request, self.config.max_body_bytes)
         except _TooLarge:
+            caller = await self._thread(self.access.caller, token)
+            if caller is None:
+                return self._unauthenticated()
             self.metrics.error("body_too_large")
             return self._finish_own(gemini_error(
                 413, f"Request body over the gateway's limit of "
                 f"{self.config.max_body_bytes} bytes."), caller)
         if openai and request.method == "POST":
             model = _model_in_body(body)
-        if model is not None and not caller.may_use(model):
+        # One trip off the event loop: the token check, then (if it may) the first key.
+        caller, first = await self._thread(self._admit, token, model)
+        if caller is None:
+            return self._unauthenticated()
+        if first is None:
             self.metrics.error("model_not_allowed")
             return self._finish_own(gemini_error(
                 403, f"This access token may not use model {model!r}."), caller)
         deadline = started + _deadline(request, self.config.timeout_seconds)
         return await self._attempts(request, body, caller=caller, openai=openai, model=model,
-                                    deadline=deadline)
+                                    deadline=deadline, first=first)
+
+    def _unauthenticated(self) -> Response:
+        self.metrics.error("unauthenticated")
+        return gemini_error(401, "Missing, unknown, expired or revoked access token. Pass "
+                            "a gateway access token (gkat_...) as x-goog-api-key, "
+                            "?key= or Authorization: Bearer.")
+
+    def _admit(self, token: str, model: str | None) -> tuple[Caller | None, Any]:
+        """(caller, the first key or the pool's exception); caller None: refused; first
+        None: the model is outside the token's list."""
+        caller = self.access.caller(token)
+        if caller is None or not caller.may_use(model):
+            return caller, None
+        return caller, self._try_acquire(model, set())
+
+    def _try_acquire(self, model: str | None, tried: set) -> Any:
+        try:
+            return self._acquire(model, tried)
+        except (NoKeyAvailable, KeyDecryptionError) as error:
+            return error
 
     async def _attempts(self, request: Request, body: bytes, *, caller: Caller, openai: bool,
-                        model: str | None, deadline: float) -> Response:
+                        model: str | None, deadline: float, first: Any) -> Response:
         assert self.client is not None
         tried: set = set()
         last: tuple[str, Any] | None = None  # (kind, detail) of the last failed attempt
@@ -163,22 +186,23 @@ class Gateway:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
-            try:
-                lease = await self._thread(self._acquire, model, tried)
-            except KeyDecryptionError:
+            if first is not None:
+                lease, first = first, None
+            else:
+                lease = await self._thread(self._try_acquire, model, tried)
+            if isinstance(lease, KeyDecryptionError):
                 log.error("gateway: the pool could not decrypt keys (wrong master key?)")
                 self.metrics.error("pool")
                 return self._finish_own(gemini_error(
                     503, "The gateway cannot use its keys right now."), caller)
-            except NoKeyAvailable as error:
+            if isinstance(lease, NoKeyAvailable):
                 if last is not None and last[0] != "rate_limited":
                     break
-                retry = _retry_after(error)
                 self.metrics.error("no_key")
                 return self._finish_own(
                     gemini_error(429, f"No Gemini key available for this request "
                                  f"({'all tried keys failed; ' if last else ''}"
-                                 f"{error}).", retry_after=retry), caller)
+                                 f"{lease}).", retry_after=_retry_after(lease)), caller)
             if lease.key_id in tried:
                 # A pool without exclude= handed back a key that already failed (the others
                 # rank lower): stop here rather than ask it again.

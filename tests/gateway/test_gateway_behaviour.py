@@ -145,8 +145,11 @@ def test_request_errors_go_back_as_they_are_without_retry_or_blame(runtime, fake
     answer = post(gateway, new_token(), "/v1beta/models/missing-model:generateContent")
     assert answer.status_code == 404 and answer.json()["error"]["status"] == "NOT_FOUND"
     assert upstream_keys(fake) == [api_key]
-    assert wait_until(lambda: db.engine.connect().execute(text(
-        "SELECT count(*) FROM gemini_key_usage_stats")).scalar() == 1)
+    def recorded() -> int:
+        with db.engine.connect() as connection:
+            return connection.execute(text("SELECT count(*) FROM gemini_key_usage_stats")
+                                      ).scalar()
+    assert wait_until(lambda: recorded() == 1)
     row = key_row(db, key_id)
     assert row["consecutive_failures"] == 0 and row["is_active"] is True
 

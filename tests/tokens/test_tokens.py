@@ -112,3 +112,25 @@ def test_non_admins_see_and_change_no_token(db, session_for, member_actor):
         assert list_tokens(session) == []
     with pytest.raises(NotFound), session_for(member_actor) as session:
         revoke_token(session, "hidden")
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM gemini_access_tokens",
+    "DELETE FROM gemini_access_token_usage",
+    "UPDATE gemini_access_token_usage SET request_count = 0",
+])
+def test_tokens_are_never_deleted_and_admins_cannot_rewrite_usage(db, admin_actor, statement):
+    from sqlalchemy.exc import DBAPIError
+    for actor in (admin_actor, Actor.service("cli")):
+        if actor.role == "service_role" and "UPDATE" in statement:
+            continue  # the gateway counts requests as service_role
+        with pytest.raises(DBAPIError, match="permission denied"), \
+                session_scope(actor, engine=db.app_engine) as session:
+            session.execute(text(statement))
+
+
+def test_anonymous_sessions_cannot_read_tokens(db):
+    from sqlalchemy.exc import DBAPIError
+    with pytest.raises(DBAPIError, match="permission denied"), \
+            session_scope(Actor.anonymous(), engine=db.app_engine) as session:
+        session.execute(text("SELECT count(*) FROM gemini_access_tokens"))
