@@ -42,6 +42,7 @@ CHAT = "/v1beta/openai/chat/completions"
 NATIVE_BODY = json.dumps({"contents": [{"parts": [{"text": "hi"}]}]})
 CHAT_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
 BENCH_KEY = "AIza" + "B" * 35
+LITELLM_KEY = "sk-" + os.urandom(32).hex()
 
 
 # -- the processes ----------------------------------------------------------------------------
@@ -101,7 +102,7 @@ def bare_app(upstream: str):
     """The floor: the same stack passing requests through with one fixed key."""
     import contextlib
 
-    import httpx
+    import httpx2 as httpx  # the gateway's client, so the floor is the same stack
     from starlette.applications import Starlette
     from starlette.background import BackgroundTask
     from starlette.requests import Request
@@ -147,7 +148,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
     import httpx
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -219,7 +220,9 @@ def litellm(upstream: str) -> Iterator[str | None]:
             f"      model: openai/{MODEL}\n"
             f"      api_base: {upstream}/v1beta/openai\n"
             f"      api_key: {BENCH_KEY}\n"
-            "litellm_settings:\n  telemetry: false\n  set_verbose: false\n")
+            "litellm_settings:\n  telemetry: false\n  set_verbose: false\n"
+            # LiteLLM refuses to start without one; checked in memory (no database here).
+            f"general_settings:\n  master_key: {LITELLM_KEY}\n")
         port = free_port()
         env = {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
                "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -347,7 +350,8 @@ def measure(duration: float = 8, connections: int = 50, with_litellm: bool = Tru
             "openai: gateway": (ours + CHAT, CHAT_BODY, bearer),
         }
         if peer:
-            targets["openai: LiteLLM"] = (peer + "/chat/completions", CHAT_BODY, {})
+            targets["openai: LiteLLM"] = (peer + "/chat/completions", CHAT_BODY,
+                                          {"Authorization": f"Bearer {LITELLM_KEY}"})
         for name, (url, body, headers) in targets.items():
             print(f"  load: {name}", file=sys.stderr, flush=True)
             results[name] = wrk(url, body, headers, connections=connections, duration=duration)
@@ -359,7 +363,8 @@ def measure(duration: float = 8, connections: int = 50, with_litellm: bool = Tru
             "openai: gateway": (ours + CHAT, stream_chat, bearer),
         }
         if peer:
-            streams["openai: LiteLLM"] = (peer + "/chat/completions", stream_chat, {})
+            streams["openai: LiteLLM"] = (peer + "/chat/completions", stream_chat,
+                                          {"Authorization": f"Bearer {LITELLM_KEY}"})
         for name, (url, body, headers) in streams.items():
             print(f"  first byte: {name}", file=sys.stderr, flush=True)
             results[name]["ttfb"] = first_byte(url, body, headers)

@@ -27,7 +27,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import httpx
+import httpx2
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -83,7 +83,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig | None) -> None:
         self.config: GatewayConfig = config  # type: ignore[assignment] - set by the lifespan
         self.metrics = Metrics()
-        self.client: httpx.AsyncClient | None = None
+        self.client: httpx2.AsyncClient | None = None
 
     def attach(self, pool: KeyPool, access: Access) -> None:
         self.pool = pool
@@ -212,9 +212,9 @@ class Gateway:
             attempt_started = time.perf_counter()
             try:
                 response = await self.client.send(upstream, stream=True)
-            except httpx.HTTPError as error:
+            except httpx2.HTTPError as error:
                 latency = (time.perf_counter() - attempt_started) * 1000
-                kind = "timeout" if isinstance(error, httpx.TimeoutException) else "network"
+                kind = "timeout" if isinstance(error, httpx2.TimeoutException) else "network"
                 self.metrics.attempt(kind)
                 await self._thread(self._record, lease, "failure", latency, error)
                 last = (kind, None)
@@ -225,7 +225,7 @@ class Gateway:
                 return await self._pass(response, lease, caller, attempt_started)
             try:
                 error_body = await response.aread()
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 error_body = b""
             finally:
                 await response.aclose()
@@ -271,7 +271,7 @@ class Gateway:
             502, f"Gemini failed on every attempt (last: {shown})."), caller)
 
     def _upstream_request(self, request: Request, body: bytes, lease: Lease, openai: bool,
-                          remaining: float) -> httpx.Request:
+                          remaining: float) -> httpx2.Request:
         assert self.client is not None
         headers = {name: value for name in FORWARD_REQUEST
                    if (value := request.headers.get(name)) is not None}
@@ -280,7 +280,7 @@ class Gateway:
         else:
             headers["x-goog-api-key"] = lease.api_key
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
-        timeout = httpx.Timeout(remaining, connect=min(remaining,
+        timeout = httpx2.Timeout(remaining, connect=min(remaining,
                                                        self.config.connect_timeout_seconds))
         return self.client.build_request(
             request.method, self.config.upstream + request.url.path, params=params,
@@ -292,13 +292,13 @@ class Gateway:
         self._record(lease, outcome, latency, error, usage)
         self._count(caller, failed, usage)
 
-    async def _pass(self, response: httpx.Response, lease: Lease, caller: Caller,
+    async def _pass(self, response: httpx2.Response, lease: Lease, caller: Caller,
                     attempt_started: float) -> Response:
         headers = _response_headers(response)
         if not response.headers.get("content-type", "").startswith("text/event-stream"):
             try:
                 content = await response.aread()
-            except httpx.HTTPError as error:
+            except httpx2.HTTPError as error:
                 latency = (time.perf_counter() - attempt_started) * 1000
                 await self._thread(self._after, lease, "failure", latency, error, None, caller,
                                    True)
@@ -314,7 +314,7 @@ class Gateway:
         return StreamingResponse(self._stream(response, lease, caller, attempt_started),
                                  status_code=response.status_code, headers=headers)
 
-    async def _stream(self, response: httpx.Response, lease: Lease, caller: Caller,
+    async def _stream(self, response: httpx2.Response, lease: Lease, caller: Caller,
                       attempt_started: float) -> AsyncIterator[bytes]:
         """Each chunk as it comes; the last usage seen is recorded at the end. Leaving early
         (the client went away: this generator is cancelled or closed) closes the upstream
@@ -326,7 +326,7 @@ class Gateway:
                 tail.feed(chunk)
                 yield chunk
             outcome = "success"
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             error = exc
         finally:
             with anyio.CancelScope(shield=True):
@@ -391,7 +391,7 @@ def _usage(content: bytes) -> dict | None:
         return None
 
 
-def _response_headers(response: httpx.Response) -> dict[str, str]:
+def _response_headers(response: httpx2.Response) -> dict[str, str]:
     return {name: value for name in FORWARD_RESPONSE
             if (value := response.headers.get(name)) is not None}
 
@@ -520,8 +520,8 @@ def create_app(config: GatewayConfig | None = None, *, settings: Settings | None
             raise ValueError("create_app(pool=...) needs a GatewayConfig")
         gateway.attach(the_pool, Access(the_pool.engine))
         anyio.to_thread.current_default_thread_limiter().total_tokens = 64
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-        async with httpx.AsyncClient(limits=limits, follow_redirects=False,
+        limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=200)
+        async with httpx2.AsyncClient(limits=limits, follow_redirects=False,
                                      trust_env=False) as client:
             gateway.client = client
             try:
