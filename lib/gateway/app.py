@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from lib.errors import GeminiKeysError
 from lib.gateway.access import Access, Caller
 from lib.gateway.errors import gemini_error
 from lib.gateway.metrics import Metrics
@@ -174,7 +175,7 @@ class Gateway:
     def _try_acquire(self, model: str | None, tried: set) -> Any:
         try:
             return self._acquire(model, tried)
-        except (NoKeyAvailable, KeyDecryptionError) as error:
+        except (GeminiKeysError, KeyDecryptionError) as error:  # NoKeyAvailable among them
             return error
 
     async def _attempts(self, request: Request, body: bytes, *, caller: Caller, openai: bool,
@@ -185,12 +186,16 @@ class Gateway:
         for _ in range(self.config.max_attempts):
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
+                if isinstance(first, Lease):  # taken but never used: not the key's fault
+                    await self._thread(self._record, first, "failure", 0.0,
+                                       TimeoutError("deadline passed before the call"))
                 break
             if first is not None:
                 lease, first = first, None
             else:
                 lease = await self._thread(self._try_acquire, model, tried)
-            if isinstance(lease, KeyDecryptionError):
+            if isinstance(lease, (KeyDecryptionError, GeminiKeysError)) and not isinstance(
+                    lease, NoKeyAvailable):
                 log.error("gateway: the pool could not decrypt keys (wrong master key?)")
                 self.metrics.error("pool")
                 return self._finish_own(gemini_error(
