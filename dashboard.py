@@ -33,6 +33,8 @@ ADMIN_PAGES = [
             url_path="analytics"),
     st.Page("pages/audit.py", title="Audit log", icon=":material/history:", url_path="audit"),
     st.Page("pages/admins.py", title="Admins", icon=":material/group:", url_path="admins"),
+    st.Page("pages/tokens.py", title="Access tokens", icon=":material/vpn_key:",
+            url_path="tokens"),
 ]
 
 

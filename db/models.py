@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 UUID_PK = dict(primary_key=True, server_default=text("uuid_generate_v4()"))
@@ -196,6 +196,40 @@ class ModelCooldown(Base):
     no_quota: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+class AccessToken(Base):
+    """A gateway access token: only its SHA-256 hash is stored (migration 0012)."""
+
+    __tablename__ = "gemini_access_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True,
+                                          server_default=text("gen_random_uuid()"))
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    token_prefix: Mapped[str] = mapped_column(String(16))
+    models: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        server_default=text("(now() AT TIME ZONE 'UTC')"))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+
+
+class AccessTokenUsage(Base):
+    """Gateway requests per access token and UTC day."""
+
+    __tablename__ = "gemini_access_token_usage"
+
+    token_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("gemini_access_tokens.id", ondelete="CASCADE"),
+        primary_key=True)
+    date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    request_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    error_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    output_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    total_tokens: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    last_used_at: Mapped[dt.datetime | None]
 
 
 # Held exclusively with the check row (start-up, rotation, restore) and shared by migration

@@ -12,7 +12,7 @@ from typing import Literal
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-Source = Literal["app", "cli", "pool", "system"]
+Source = Literal["app", "cli", "pool", "system", "gateway"]
 
 
 @dataclass(frozen=True)

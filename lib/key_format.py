@@ -34,7 +34,11 @@ GEMINI_KEY_PATTERN = re.compile(
     r"AIza[0-9A-Za-z_-]{35}|AQ\.[0-9A-Za-z_-](?:[0-9A-Za-z_.-]*[0-9A-Za-z_-])?")
 # What the redactor replaces: both families, also cut short or run on (a partial key is
 # still a secret). Case-sensitive, so ordinary words never match.
-REDACTABLE_KEY_PATTERN = re.compile(r"AIza[0-9A-Za-z_\-]{20,}|AQ\.[0-9A-Za-z_\-.]{20,}")
+# The gateway's access tokens (lib/tokens): "gkat_" and a long urlsafe random secret.
+ACCESS_TOKEN_PREFIX = "gkat_"  # noqa: S105 - a prefix, not a secret
+ACCESS_TOKEN_PATTERN = re.compile(r"gkat_[0-9A-Za-z_\-]{16,}")
+REDACTABLE_KEY_PATTERN = re.compile(r"AIza[0-9A-Za-z_\-]{20,}|AQ\.[0-9A-Za-z_\-.]{20,}|"
+                                    + ACCESS_TOKEN_PATTERN.pattern)
 # Texts shorter than this are masked completely: 4 + 4 shown characters would give most away.
 MIN_MASKABLE_LENGTH = 20
 

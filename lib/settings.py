@@ -224,6 +224,10 @@ class Settings:
     webhook_queue_size: int
     rotation_test_delay: float        # hidden: seconds a rotation sleeps per batch (tests)
     setup_code_minutes: int           # how long the first-admin setup code is valid
+    gateway_max_body_bytes: int       # the largest request body the gateway accepts (413)
+    gateway_timeout_seconds: float    # a request's whole deadline, all attempts together
+    gateway_connect_timeout_seconds: float  # connecting to Gemini, per attempt
+    gateway_max_attempts: int         # keys tried per request (429/5xx/network failover)
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None,
@@ -297,6 +301,13 @@ SETTINGS: dict[str, Setting] = {
     "setup_code_minutes": Setting("GEMINI_KEYS_SETUP_CODE_MINUTES", "60",
                                   _number(int, 1, 24 * 60)),
     "rotation_test_delay": Setting("GEMINI_KEYS_ROTATION_TEST_DELAY", "0", _number(float, 0, 60)),
+    "gateway_max_body_bytes": Setting("GEMINI_GATEWAY_MAX_BODY_BYTES", str(20 << 20),
+                                      _number(int, 1024, 1 << 30)),
+    "gateway_timeout_seconds": Setting("GEMINI_GATEWAY_TIMEOUT_SECONDS", "600",
+                                       _number(float, 0.1, 3600)),
+    "gateway_connect_timeout_seconds": Setting("GEMINI_GATEWAY_CONNECT_TIMEOUT_SECONDS", "10",
+                                               _number(float, 0.1, 600)),
+    "gateway_max_attempts": Setting("GEMINI_GATEWAY_MAX_ATTEMPTS", "3", _number(int, 1, 10)),
 }
 assert set(SETTINGS) == {f.name for f in fields(Settings)}
 
@@ -391,3 +402,11 @@ def check_production_secrets(settings: Settings) -> None:
             raise ConfigurationError(
                 f"{name} still holds the example's placeholders (PASSWORD / PROJECT): "
                 "paste the connection string from your database provider")
+
+
+def pass_to_children(attribute: str, value: Any) -> None:
+    """Set a setting for this process's child processes (e.g. the gateway's workers, which
+    load Settings themselves): the setting's environment variable, checked by its parser."""
+    setting = SETTINGS[attribute]
+    setting.parse(str(value), setting.env)
+    os.environ[setting.env] = str(value)

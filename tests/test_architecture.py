@@ -24,7 +24,9 @@ LAYERS: list[tuple[int, str]] = [
     (3, "lib/audit/"), (3, "lib/operator_errors.py"),
     (4, "lib/crypto/"), (4, "lib/users/"), (4, "lib/notify/"),
     (5, "lib/runtime.py"), (5, "lib/keys/"), (5, "lib/quotas/"),
-    (6, "lib/pool/"), (6, "lib/analytics/"), (6, "lib/demo.py"),
+    (6, "lib/pool/"), (6, "lib/analytics/"), (6, "lib/demo.py"), (6, "lib/tokens/"),
+    # The gateway serves HTTP on the pool and the access tokens; the CLI starts it.
+    (6.5, "lib/gateway/"),
     (7, "lib/cli/"), (7, "lib/ui/"), (7, "bench/"),
     (8, "app.py"), (8, "dashboard.py"), (8, "pages/"),
 ]

@@ -45,6 +45,8 @@ class Action(StrEnum):
     QUOTA_SET = "quota_set"  # an admin set the rpm/tpm/rpd limits of a group × model
     QUOTA_CLEARED = "quota_cleared"
     MODEL_MARK_CLEARED = "model_mark_cleared"  # an admin lifted a no-quota mark or cooldown
+    ACCESS_TOKEN_CREATED = "access_token_created"  # noqa: S105 - an audit verb
+    ACCESS_TOKEN_REVOKED = "access_token_revoked"  # noqa: S105 - an audit verb
 
 
 # Verbs that older rows carry but nothing writes any more (still listed, to filter by).

@@ -289,6 +289,25 @@ def _archive(session, key_id):
     archive_key(session, key_id)
 
 
+def token_created(w: World):
+    create = need("lib.tokens", "create_token")
+    yield
+    with w.session() as session:
+        _, token = create(session, name="service-a", models="gemini-2.0-flash")
+    w.plaintexts.append(token)
+    return Outcome(Action.ACCESS_TOKEN_CREATED, None, w.admin.user_id)
+
+
+def token_revoked(w: World):
+    create, revoke = need("lib.tokens", "create_token"), need("lib.tokens", "revoke_token")
+    with w.session() as session:
+        w.plaintexts.append(create(session, name="service-b")[1])
+    yield
+    with w.session() as session:
+        revoke(session, "service-b")
+    return Outcome(Action.ACCESS_TOKEN_REVOKED, None, w.admin.user_id)
+
+
 PATHS: dict[str, Callable] = {
     "key_added": add_key,
     "key_imported": import_keys,
@@ -321,6 +340,8 @@ PATHS: dict[str, Callable] = {
     "quota_set": quota_change(Action.QUOTA_SET),
     "quota_cleared": quota_change(Action.QUOTA_CLEARED),
     "model_mark_cleared": quota_change(Action.MODEL_MARK_CLEARED),
+    "access_token_created": token_created,
+    "access_token_revoked": token_revoked,
 }
 
 

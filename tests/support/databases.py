@@ -38,7 +38,8 @@ from lib.settings import server_environment
 LOCAL_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 TEST_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
 TEST_BCRYPT_ROUNDS = 4  # fast hashes; production needs >= 10
-APP_TABLES = ("gemini_key_audit_log", "gemini_key_usage_stats", "gemini_api_keys",
+APP_TABLES = ("gemini_access_token_usage", "gemini_access_tokens",
+              "gemini_key_audit_log", "gemini_key_usage_stats", "gemini_api_keys",
               "gemini_master_key_check", "gemini_sign_in_attempts", "gemini_sign_in_failures",
               "gemini_user_sessions", "gemini_notification_claims", "gemini_setup_code",
               "user_profiles", "gemini_quota_limits", "gemini_quota_usage",

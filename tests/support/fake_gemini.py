@@ -8,13 +8,23 @@
 
 Serves GET /v1beta/models and POST /v1beta/models/{model}:generateContent (also /v1/...).
 Unknown keys get "invalid", like Google. Error bodies copy Google's real shapes.
+
+For the gateway it also serves GET /v1beta/models/{model}, :streamGenerateContent (SSE with
+alt=sse: `stream_chunks` chunks `stream_interval` seconds apart, usageMetadata on the last;
+`stream_gate`, when set, holds every chunk after the first until it is set), :countTokens,
+:embedContent, :batchEmbedContents, and Gemini's OpenAI-compatible routes under
+/v1beta/openai/ (chat/completions with and without stream, embeddings, models; the key as
+Authorization: Bearer). `requests` records method, path, headers and body of each request;
+`streams_finished` / `streams_cut` count streams sent to the end / left by the client.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import select
 import threading
+import time
 import urllib.parse
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +42,13 @@ KINDS = frozenset({
 MAX_RECORDED = 1000
 MAX_REQUEST_BODY = 1 << 20
 _ROUTE = re.compile(r"^/v1(?:beta)?/models(?:/(?P<model>[\w.\-]+):generateContent)?$")
+_NATIVE = re.compile(r"^/v1(?:beta)?/models/(?P<model>[\w.\-]+):(?P<method>streamGenerateContent"
+                     r"|countTokens|embedContent|batchEmbedContents)$")
+_MISSING = re.compile(r"^/v1(?:beta)?/models/(?P<model>missing[\w.\-]*):\w+$")
+_MODEL_GET = re.compile(r"^/v1(?:beta)?/models/(?P<model>[\w.\-]+)$")
+_OPENAI = re.compile(r"^/v1beta/openai/(?P<path>chat/completions|embeddings|models)/?$")
+USAGE = {"promptTokenCount": 3, "candidatesTokenCount": 5, "totalTokenCount": 8}
+OPENAI_USAGE = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
 _FREE_TIER_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
 _RATE_LIMIT_MESSAGE = (
     "You exceeded your current quota, please check your plan and billing details. For more "
@@ -43,6 +60,7 @@ class RecordedRequest(NamedTuple):
     method: str
     path: str  # path and query, exactly as received
     headers: dict[str, str]  # lower-cased names
+    body: bytes = b""
 
 
 def _error(code: int, status: str, message: str, details: list | None = None) -> dict:
@@ -212,9 +230,15 @@ def _ok_body(model: str | None) -> dict:
 class FakeGemini:
     """Context manager running the fake on 127.0.0.1:<free port> in a daemon thread."""
 
-    def __init__(self, *, slow_seconds: float = 2.0, default_kind: str = "invalid") -> None:
+    def __init__(self, *, slow_seconds: float = 2.0, default_kind: str = "invalid",
+                 stream_chunks: int = 3, stream_interval: float = 0.02) -> None:
         self.slow_seconds = slow_seconds
         self.default_kind = default_kind
+        self.stream_chunks = stream_chunks
+        self.stream_interval = stream_interval
+        self.stream_gate: threading.Event | None = None
+        self.streams_finished = 0
+        self.streams_cut = 0
         self._plans: dict[str, deque[str]] = {}
         self._messages: dict[str, str] = {}
         self._recorded: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED)
@@ -310,12 +334,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_REQUEST_BODY:
             self.close_connection = True  # don't read it all; the rest can't be reused
-        if length:
-            self.rfile.read(min(length, MAX_REQUEST_BODY))
+        body = self.rfile.read(min(length, MAX_REQUEST_BODY)) if length else b""
         self.owner._record(RecordedRequest(
-            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}
+            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
         ))
         url = urllib.parse.urlsplit(self.path)
+        if self._serve_more(url, body, expect_model=expect_model):
+            return
         route = _ROUTE.match(url.path)
         if route is None or (route["model"] is not None) != expect_model:
             self._send(404, _error(404, "NOT_FOUND", f"Method not found: {url.path}"))
@@ -343,6 +368,149 @@ class _Handler(BaseHTTPRequestHandler):
                 body["error"]["message"] = message
             self._send(status, body)
 
+    # -- the gateway's routes ---------------------------------------------------------------
+
+    def _kind_or_error(self, api_key: str | None, model: str) -> str | None:
+        """The programmed kind if it is ok/slow; otherwise the error is sent and None."""
+        kind = self.owner._next_kind(api_key)
+        if kind is None:
+            self._send(401, _error(401, "UNAUTHENTICATED", "Missing API key."))
+            return None
+        if kind in ("ok", "slow"):
+            if kind == "slow" and self.owner._closing.wait(self.owner.slow_seconds):
+                return None
+            return kind
+        status, error = error_body(kind, api_key or "", model)
+        with self.owner._lock:
+            message = self.owner._messages.get(api_key or "")
+        if message is not None:
+            error["error"]["message"] = message
+        self._send(status, error)
+        return None
+
+    def _serve_more(self, url: urllib.parse.SplitResult, body: bytes, *,
+                    expect_model: bool) -> bool:
+        """The routes beyond generateContent and models.list; False if none matched."""
+        query = urllib.parse.parse_qs(url.query)
+        native_key = self.headers.get("x-goog-api-key") or next(iter(query.get("key", [])), None)
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            payload = {}
+        if not isinstance(payload, dict):
+            payload = {}
+        if (m := _MISSING.match(url.path)) and expect_model:  # any model named missing*
+            self._send(404, _error(404, "NOT_FOUND", f"models/{m['model']} is not found."))
+            return True
+        if (m := _NATIVE.match(url.path)) and expect_model:
+            model, method = m["model"], m["method"]
+            if model.startswith("missing"):
+                self._send(404, _error(404, "NOT_FOUND", f"models/{model} is not found."))
+                return True
+            if self._kind_or_error(native_key, model) is None:
+                return True
+            if method == "streamGenerateContent":
+                events = [json.dumps(c) for c in _native_chunks(model, self.owner.stream_chunks)]
+                if query.get("alt") == ["sse"]:
+                    self._stream([f"data: {e}\r\n\r\n".encode() for e in events],
+                                 "text/event-stream")
+                else:
+                    self._send_raw(200, ("[" + ",".join(events) + "]").encode())
+            elif method == "countTokens":
+                self._send(200, {"totalTokens": 3})
+            elif method == "embedContent":
+                self._send(200, {"embedding": {"values": [0.1, 0.2, 0.3]}})
+            else:
+                count = len(payload.get("requests") or []) or 1
+                self._send(200, {"embeddings": [{"values": [0.1, 0.2, 0.3]}] * count})
+            return True
+        if (m := _MODEL_GET.match(url.path)) and not expect_model:
+            if self._kind_or_error(native_key, m["model"]) is not None:
+                self._send(200, {"name": f"models/{m['model']}", "displayName": m["model"],
+                                 "supportedGenerationMethods": ["generateContent"]})
+            return True
+        if m := _OPENAI.match(url.path):
+            authorization = self.headers.get("Authorization", "")
+            bearer = authorization[7:] if authorization.lower().startswith("bearer ") else None
+            model = str(payload.get("model") or "gemini-2.0-flash")
+            if self._kind_or_error(bearer, model) is None:
+                return True
+            path = m["path"]
+            if path == "models":
+                self._send(200, {"object": "list", "data": [
+                    {"id": "models/gemini-2.0-flash", "object": "model", "owned_by": "google"}]})
+            elif path == "embeddings":
+                self._send(200, {"object": "list", "model": model, "usage": {
+                    "prompt_tokens": 3, "total_tokens": 3}, "data": [
+                    {"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}]})
+            elif payload.get("stream"):
+                usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+                events = [json.dumps(c) for c in _openai_chunks(
+                    model, self.owner.stream_chunks, usage)] + ["[DONE]"]
+                self._stream([f"data: {e}\n\n".encode() for e in events], "text/event-stream")
+            else:
+                self._send(200, {
+                    "id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
+                    "model": model, "usage": OPENAI_USAGE, "choices": [{
+                        "index": 0, "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": "OK"}}]})
+            return True
+        return False
+
+    def _client_gone(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, 2) == b""  # 2: MSG_PEEK
+        except OSError:
+            return True
+
+    def _pause(self, seconds: float, gate: threading.Event | None) -> bool:
+        """Wait `seconds` (and for the gate, if any); False if the client went away."""
+        deadline = time.monotonic() + max(seconds, 0)
+        give_up = time.monotonic() + 10
+        while True:
+            if self._client_gone():
+                return False
+            now = time.monotonic()
+            if now >= deadline and (gate is None or gate.is_set()):
+                return True
+            if now > give_up or self.owner._closing.is_set():
+                return False
+            time.sleep(min(0.005, max(deadline - now, 0.001)))
+
+    def _stream(self, events: list[bytes], content_type: str) -> None:
+        """Send events as chunked transfer encoding, each flushed on its own."""
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for index, event in enumerate(events):
+                if index and not self._pause(self.owner.stream_interval,
+                                             self.owner.stream_gate):
+                    raise BrokenPipeError
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+            with self.owner._lock:
+                self.owner.streams_cut += 1
+            return
+        with self.owner._lock:
+            self.owner.streams_finished += 1
+
+    def _send_raw(self, status: int, data: bytes) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass
+
     def _send(self, status: int, body: dict) -> None:
         data = json.dumps(body, indent=2).encode()
         try:
@@ -353,3 +521,28 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except OSError:
             pass  # the client gave up (e.g. a timeout test)
+
+
+def _native_chunks(model: str, count: int) -> list[dict]:
+    chunks = []
+    for index in range(count):
+        chunk: dict[str, Any] = {"candidates": [{
+            "content": {"parts": [{"text": f"chunk{index} "}], "role": "model"}, "index": 0}],
+            "modelVersion": model}
+        if index == count - 1:
+            chunk["candidates"][0]["finishReason"] = "STOP"
+            chunk["usageMetadata"] = USAGE
+        chunks.append(chunk)
+    return chunks
+
+
+def _openai_chunks(model: str, count: int, usage: bool) -> list[dict]:
+    chunks = [{"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
+               "model": model, "choices": [{
+                   "index": 0, "delta": {"role": "assistant", "content": f"chunk{index} "},
+                   "finish_reason": "stop" if index == count - 1 else None}]}
+              for index in range(count)]
+    if usage:
+        chunks.append({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
+                       "model": model, "choices": [], "usage": OPENAI_USAGE})
+    return chunks
