@@ -117,7 +117,21 @@ def test_a_per_day_429_fails_over_to_another_project(runtime, fake, gateway, db)
     answer = post(gateway, new_token())
     assert answer.status_code == 200 and "candidates" in answer.json()
     assert upstream_keys(fake) == [first_key, second_key]
-    assert key_row(db, first)["cooldown_until"] is not None
+    with db.engine.connect() as connection:  # project a rests for that model only
+        cooled = connection.execute(text(
+            "SELECT project, model FROM gemini_model_cooldowns WHERE cooldown_until > now()"
+            " AT TIME ZONE 'UTC'")).all()
+    assert [tuple(row) for row in cooled] == [("a", "gemini-2.0-flash")]
+
+
+def test_a_5xx_on_the_best_key_retries_on_the_next_one_not_the_same(runtime, fake, gateway):
+    _, best = add(runtime, "best", priority=9)
+    _, next_best = add(runtime, "next", priority=1)
+    fake.respond(best, "server_error")  # a 5xx never cools a key: only exclude= moves on
+    fake.respond(next_best, "ok")
+    answer = post(gateway, new_token())
+    assert answer.status_code == 200
+    assert upstream_keys(fake) == [best, next_best]
 
 
 def test_5xx_and_network_errors_fail_over_and_the_last_failure_is_a_502(runtime, fake):

@@ -23,7 +23,7 @@ def test_two_gateway_processes_share_one_database(db, fake):
     runtime = build_runtime(apply_migrations=False)
     limited, limited_key = add(runtime, "limited", priority=5)
     _, ok_key = add(runtime, "ok", priority=1)
-    fake.respond(limited_key, "rate_limited_day")
+    fake.respond(limited_key, "rate_limited_day_project")  # cools the key itself
     fake.respond(ok_key, "ok")
     token = new_token()
     headers = {"x-goog-api-key": token}
