@@ -185,7 +185,7 @@ def grid_rows(rows: list[KeyListRow], flt: KeyFilter) -> list[KeyListRow]:
                               else int(row.priority or DEFAULT_PRIORITY))
                 if before is not None:
                     seen.setdefault(key_id, {})[column] = before
-    changed = [md("{} ({})", fresh[i].name, ", ".join(differences(shown[i], fresh[i])))
+    changed = [f"{fresh[i].name} ({', '.join(differences(shown[i], fresh[i]))})"
                for i in order if i in fresh and i in shown and differences(shown[i], fresh[i])]
     gone = [shown[i].name for i in order if i not in fresh and i in shown]
     added = [i for i in fresh if i not in set(order)]
