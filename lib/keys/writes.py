@@ -233,6 +233,7 @@ class EditResult:
 
     changed: list[str]
     notes: list[Note] = field(default_factory=list)
+    name: str = ""  # the key's name after the save (someone may have renamed it meanwhile)
 
 
 def edit_key(session: Session, key_id: uuid.UUID | str, *, name: str,
@@ -267,7 +268,7 @@ def edit_key(session: Session, key_id: uuid.UUID | str, *, name: str,
         set_active(session, key.id, wanted["active"])
     after = edit_values(key)
     return EditResult([f for f in ("name", "group", "priority", "active")
-                       if before[f] != after[f]], notes)
+                       if before[f] != after[f]], notes, key.name)
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -434,7 +434,7 @@ def edit_one_form(ctx: AdminContext, rows: list[KeyListRow]) -> None:
     notes = "".join(f" Note: {n.describe()}." for n in result.notes)
     # Shown at the top: the rerun opens the first tab again.
     if result.changed:
-        finish_and_rerun(f"Saved {name.strip()}: changed {', '.join(result.changed)}.{notes}",
+        finish_and_rerun(f"Saved {result.name}: changed {', '.join(result.changed)}.{notes}",
                          "warning" if notes else "success")
     elif notes or asked_for_change(expected, name, group, bool(active), int(priority)):
         finish_and_rerun(f"Nothing to save: {row.name} already had these values.{notes}",
