@@ -292,3 +292,38 @@ def summary(details: dict[str, Any], limit: int = 160) -> str:
         else:
             parts.append(f"{change.field}: {_short(change.before)} → {_short(change.after)}")
     return _short("; ".join(parts), limit)
+
+
+_SOURCE_LABELS = {"pool": "the key pool", "cli": "the CLI", "system": "the system",
+                  "app": "an admin"}
+
+
+def _actor_label(email: str | None, source: str | None) -> str | None:
+    return email or _SOURCE_LABELS.get(source or "") or source or None
+
+
+def key_changed_by(session: Session, key_id: uuid.UUID,
+                   fields: Iterable[str] = ()) -> str | None:
+    """Who made the newest audited change of a key (of one of its `fields`, the columns in
+    an audit row's "after", when given): their email, or "the key pool", "the CLI", …"""
+    columns = list(fields)
+    row = session.execute(text(
+        "SELECT details->>'actor_email' AS email, details->>'source' AS source"
+        " FROM gemini_key_audit_log WHERE key_id = :id"
+        "   AND (cardinality(CAST(:fields AS text[])) = 0"
+        "        OR (details->'after') ?| CAST(:fields AS text[])"
+        "        OR (action IN ('key_archived', 'key_unarchived', 'key_deleted')"
+        "            AND 'archived_at' = ANY(CAST(:fields AS text[]))))"
+        " ORDER BY created_at DESC, id DESC LIMIT 1"), {"id": key_id, "fields": columns}).first()
+    return _actor_label(row.email, row.source) if row else None
+
+
+def admin_right_changed_by(session: Session, email: str) -> str | None:
+    """Who made the newest audited change of a user's admin right (or created them)."""
+    row = session.execute(text(
+        "SELECT details->>'actor_email' AS email, details->>'source' AS source"
+        " FROM gemini_key_audit_log"
+        " WHERE action IN ('admin_granted', 'admin_revoked', 'user_created')"
+        "   AND details->>'email' = :email"
+        " ORDER BY created_at DESC, id DESC LIMIT 1"), {"email": email}).first()
+    return _actor_label(row.email, row.source) if row else None

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, text, update
@@ -20,7 +20,17 @@ from sqlalchemy.orm import Session
 from db.models import ApiKey
 from db.session import actor_of
 from lib.audit.log import Action, write_audit
+from lib.audit.queries import key_changed_by
 from lib.clock import naive_utc, utc_now
+from lib.concurrency import (
+    Check,
+    Conflict,
+    EditConflict,
+    FieldChange,
+    Note,
+    SaveReport,
+    check_edit,
+)
 from lib.crypto.sealed import MasterKey, fingerprint, seal
 from lib.errors import InvalidInput, NotFound
 from lib.key_format import ApiKeyText, normalise_api_key
@@ -83,6 +93,46 @@ def reseal(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 # -- admins' changes (each: lock the row, no-op when unchanged, else change + one audit row) --
+#
+# Optimistic concurrency (lib/concurrency.py): every admin write takes `expected`, the values
+# the admin SAW for the fields it changes, by field name (EDIT_FIELDS). A field that moved
+# since is refused with EditConflict (naming the key, seen → now, and who changed it), unless
+# it already holds the wanted value. Without `expected` (the CLI) the write is unchecked.
+
+# The admin-editable fields of a key, as edits and their messages name them → the column.
+EDIT_FIELDS = {"name": "name", "group": "group_label", "active": "is_active",
+               "priority": "priority", "archived": "archived_at"}
+
+Expected = Mapping[str, Any] | None
+
+
+def edit_values(key: ApiKey | Any) -> dict[str, Any]:
+    """A key's admin-editable fields by EDIT_FIELDS name (from an ApiKey or a KeyListRow):
+    what a page keeps as the values the admin saw."""
+    return {"name": key.name, "group": key.group_label or None,
+            "active": bool(key.is_active), "priority": key.priority,
+            "archived": key.archived_at is not None}
+
+
+def conflict_of(session: Session, key: ApiKey, changes: Sequence[FieldChange]) -> Conflict:
+    """The refusal of an edit of `key`, with who made the change it collides with."""
+    columns = [EDIT_FIELDS[c.field] for c in changes]
+    return Conflict(key.name, tuple(changes), by=key_changed_by(session, key.id, columns))
+
+
+def note_of(session: Session, key: ApiKey, changes: Sequence[FieldChange]) -> Note:
+    columns = [EDIT_FIELDS[c.field] for c in changes]
+    return Note(key.name, tuple(changes), by=key_changed_by(session, key.id, columns))
+
+
+def check_key_edit(session: Session, key: ApiKey, wanted: Mapping[str, Any],
+                   expected: Expected) -> Check:
+    """Compare an edit with the locked row; EditConflict when a changed field moved."""
+    check = check_edit(expected or {}, edit_values(key), wanted)
+    if check.conflicts:
+        raise EditConflict([conflict_of(session, key, check.conflicts)])
+    return check
+
 
 def _locked(session: Session, key_id: uuid.UUID | str) -> ApiKey:
     if not isinstance(key_id, uuid.UUID):
@@ -112,13 +162,24 @@ def _change(session: Session, key: ApiKey, action: str, after: dict[str, Any],
     return key
 
 
+def _unchanged_by_check(session: Session, key: ApiKey, field_: str, value: Any,
+                        expected: Expected) -> bool:
+    """With `expected`: True when the edit has nothing to write to `field_` (raises on a
+    conflict). Without: False (the caller compares with the row itself)."""
+    if expected is None:
+        return False
+    return field_ not in check_key_edit(session, key, {field_: value}, expected).apply
+
+
 def set_active(session: Session, key_id: uuid.UUID | str, active: bool, *,
-               reason: str | None = None) -> ApiKey:
+               reason: str | None = None, expected: Expected = None) -> ApiKey:
     """Switch a key on or off. Switching on also clears an automatic disable's reason."""
     if not isinstance(active, bool):
         raise InvalidInput("active must be true or false.")
     reason = validate_reason(reason)
     key = _locked(session, key_id)
+    if _unchanged_by_check(session, key, "active", active, expected):
+        return key
     if bool(key.is_active) == active and (active or reason is None
                                           or key.disabled_reason == reason):
         return key
@@ -128,19 +189,25 @@ def set_active(session: Session, key_id: uuid.UUID | str, active: bool, *,
                    {"is_active": False, "disabled_reason": reason}, reason=reason)
 
 
-def set_priority(session: Session, key_id: uuid.UUID | str, priority: int) -> ApiKey:
+def set_priority(session: Session, key_id: uuid.UUID | str, priority: int, *,
+                 expected: Expected = None) -> ApiKey:
     """Change the priority (PRIORITY_MIN..PRIORITY_MAX; higher is preferred)."""
     priority = validate_priority(priority)
     key = _locked(session, key_id)
+    if _unchanged_by_check(session, key, "priority", priority, expected):
+        return key
     if key.priority == priority:
         return key
     return _change(session, key, Action.KEY_PRIORITY_CHANGED, {"priority": priority})
 
 
-def rename_key(session: Session, key_id: uuid.UUID | str, new_name: str) -> ApiKey:
+def rename_key(session: Session, key_id: uuid.UUID | str, new_name: str, *,
+               expected: Expected = None) -> ApiKey:
     """Rename; the new name must be free among stored keys (case-insensitive)."""
     new_name = validate_name(new_name)
     key = _locked(session, key_id)
+    if _unchanged_by_check(session, key, "name", new_name, expected):
+        return key
     if key.name == new_name:
         return key
     if name_taken(session, new_name, except_id=key.id):
@@ -148,41 +215,73 @@ def rename_key(session: Session, key_id: uuid.UUID | str, new_name: str) -> ApiK
     return _change(session, key, Action.KEY_RENAMED, {"name": new_name})
 
 
-def set_group(session: Session, key_id: uuid.UUID | str, group_label: str | None) -> ApiKey:
+def set_group(session: Session, key_id: uuid.UUID | str, group_label: str | None, *,
+              expected: Expected = None) -> ApiKey:
     """Set (or clear, with None or '') the key's group: the Google Cloud project it belongs to."""
     group_label = validate_group(group_label)
     key = _locked(session, key_id)
+    if _unchanged_by_check(session, key, "group", group_label, expected):
+        return key
     if key.group_label == group_label:
         return key
     return _change(session, key, Action.KEY_GROUP_CHANGED, {"group_label": group_label})
 
 
+@dataclass(frozen=True)
+class EditResult:
+    """What an "Edit one" save did: the fields it changed, and the notes about fields it
+    left alone that moved since the admin saw them (e.g. the pool disabled the key)."""
+
+    changed: list[str]
+    notes: list[Note] = field(default_factory=list)
+    name: str = ""  # the key's name after the save (someone may have renamed it meanwhile)
+
+
 def edit_key(session: Session, key_id: uuid.UUID | str, *, name: str,
-             group_label: str | None, active: bool, priority: int) -> list[str]:
+             group_label: str | None, active: bool, priority: int,
+             expected: Expected = None) -> EditResult:
     """Apply a one-key edit form: each changed field is its own audited change.
 
-    Returns the names of the fields that changed. A bad field raises, and the caller's
-    transaction then stores none of them.
+    With `expected` (the values the form showed), only the fields the admin changed are
+    written, each checked against the row; a field someone else changed meanwhile refuses
+    the whole form (EditConflict) and stores none of it. A bad field raises, and the
+    caller's transaction then stores none of them.
     """
+    if not isinstance(active, bool):
+        raise InvalidInput("active must be true or false.")
+    wanted = {"name": validate_name(name), "group": validate_group(group_label),
+              "priority": validate_priority(priority), "active": active}
     key = _locked(session, key_id)
-    before = {"name": key.name, "group": key.group_label, "priority": key.priority,
-              "active": bool(key.is_active)}
-    rename_key(session, key.id, name)
-    set_group(session, key.id, group_label)
-    set_priority(session, key.id, priority)
-    set_active(session, key.id, active)
-    after = {"name": key.name, "group": key.group_label, "priority": key.priority,
-             "active": bool(key.is_active)}
-    return [field for field in before if before[field] != after[field]]
+    before = edit_values(key)
+    notes: list[Note] = []
+    if expected is not None:
+        check = check_key_edit(session, key, wanted, expected)
+        if check.notes:
+            notes.append(note_of(session, key, check.notes))
+        wanted = check.apply
+    if "name" in wanted:
+        rename_key(session, key.id, wanted["name"])
+    if "group" in wanted:
+        set_group(session, key.id, wanted["group"])
+    if "priority" in wanted:
+        set_priority(session, key.id, wanted["priority"])
+    if "active" in wanted:
+        set_active(session, key.id, wanted["active"])
+    after = edit_values(key)
+    return EditResult([f for f in ("name", "group", "priority", "active")
+                       if before[f] != after[f]], notes, key.name)
 
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def archive_key(session: Session, key_id: uuid.UUID | str) -> ApiKey:
+def archive_key(session: Session, key_id: uuid.UUID | str, *,
+                expected: Expected = None) -> ApiKey:
     """Hide from the default list; the pool never picks an archived key."""
     key = _locked(session, key_id)
+    if _unchanged_by_check(session, key, "archived", True, expected):
+        return key
     if key.archived_at is not None:
         return key
     now = utc_now()
@@ -193,9 +292,12 @@ def archive_key(session: Session, key_id: uuid.UUID | str) -> ApiKey:
     return key
 
 
-def unarchive_key(session: Session, key_id: uuid.UUID | str) -> ApiKey:
+def unarchive_key(session: Session, key_id: uuid.UUID | str, *,
+                  expected: Expected = None) -> ApiKey:
     """Bring an archived key back to the list (and, if active, to the pool)."""
     key = _locked(session, key_id)
+    if _unchanged_by_check(session, key, "archived", False, expected):
+        return key
     if key.archived_at is None:
         return key
     archived_at = key.archived_at
@@ -241,32 +343,32 @@ class KeyEdit:
     priority: int
 
 
-@dataclass(frozen=True)
-class BulkEditSummary:
-    changed: list[str]  # one line per changed key, e.g. "main: active → off, priority 1 → 5"
-    conflicts: list[str]  # keys someone else changed (or removed) since the table was loaded
-
-    def message(self) -> str:
-        if not self.changed and not self.conflicts:
-            return "Nothing changed."
-        parts = []
-        if self.changed:
-            parts.append(f"Saved {len(self.changed)} key(s): " + "; ".join(self.changed))
-        if self.conflicts:
-            parts.append(f"Skipped {len(self.conflicts)} key(s) changed elsewhere since the "
-                         "table was loaded (reload and try again): " + "; ".join(self.conflicts))
-        return "\n\n".join(parts)
+BulkEditSummary = SaveReport  # .changed, .conflicts (lib.concurrency.Conflict), .notes
 
 
 def _on_off(value: bool) -> str:
     return "on" if value else "off"
 
 
-def apply_edits(session: Session, edits: Iterable[KeyEdit]) -> BulkEditSummary:
+def _locked_rows(session: Session, key_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ApiKey]:
+    """The stored keys among `key_ids`, locked in id order (no deadlock between saves)."""
+    return {row.id: row for row in session.scalars(
+        select(ApiKey).where(ApiKey.id.in_(list(key_ids)), NOT_DELETED.expr())
+        .order_by(ApiKey.id).with_for_update())}
+
+
+def _gone(key_id: uuid.UUID, names: Mapping[uuid.UUID, str] | None) -> Conflict:
+    return Conflict((names or {}).get(key_id) or str(key_id), gone=True)
+
+
+def apply_edits(session: Session, edits: Iterable[KeyEdit], *,
+                names: Mapping[uuid.UUID, str] | None = None) -> SaveReport:
     """Save many active/priority edits: one audit row per changed key, all in one transaction.
 
-    Every priority is checked before anything changes. A key whose stored values differ from
-    what the admin saw is skipped and reported, rather than overwriting someone else's change.
+    Every priority is checked before anything changes. Each row is checked field by field
+    against what the admin saw (lib.concurrency.check_edit): a key whose edited field someone
+    else changed meanwhile is refused and reported (who, seen → now), the others are saved.
+    names: the names the page showed, for keys deleted meanwhile.
     """
     wanted = [e for e in edits
               if (bool(e.active), e.priority) != (bool(e.seen_active), e.seen_priority)]
@@ -275,32 +377,54 @@ def apply_edits(session: Session, edits: Iterable[KeyEdit]) -> BulkEditSummary:
             validate_priority(edit.priority)
         except InvalidInput as error:
             raise InvalidInput(f"Nothing was saved: {error}") from None
+    report = SaveReport()
     if not wanted:
-        return BulkEditSummary([], [])
-    rows = {row.id: row for row in session.scalars(
-        select(ApiKey).where(ApiKey.id.in_([e.key_id for e in wanted]), NOT_DELETED.expr())
-        .order_by(ApiKey.id).with_for_update())}
-    changed: list[str] = []
-    conflicts: list[str] = []
+        return report
+    rows = _locked_rows(session, (e.key_id for e in wanted))
     for edit in wanted:
         row = rows.get(edit.key_id)
         if row is None:
-            conflicts.append(f"{edit.key_id} (deleted)")
+            report.conflicts.append(_gone(edit.key_id, names))
             continue
-        if (bool(row.is_active), row.priority) != (bool(edit.seen_active), edit.seen_priority):
-            conflicts.append(row.name)
+        check = check_edit({"active": bool(edit.seen_active), "priority": edit.seen_priority},
+                           edit_values(row),
+                           {"active": bool(edit.active), "priority": int(edit.priority)})
+        if check.conflicts:
+            report.conflicts.append(conflict_of(session, row, check.conflicts))
             continue
-        changed.append(_apply_edit(session, row, bool(edit.active), int(edit.priority)))
-    return BulkEditSummary(changed, conflicts)
+        if check.notes:
+            report.notes.append(note_of(session, row, check.notes))
+        if check.apply:
+            report.changed.append(_apply_edit(session, row, check.apply.get("active"),
+                                              check.apply.get("priority")))
+    return report
 
 
-def _apply_edit(session: Session, row: ApiKey, active: bool, priority: int) -> str:
+def set_archived_many(session: Session, key_ids: Iterable[uuid.UUID], archived: bool, *,
+                      names: Mapping[uuid.UUID, str] | None = None) -> SaveReport:
+    """Archive (or unarchive) the ticked keys; a key deleted meanwhile is reported, the others
+    are changed (one audit row each); one already so is left alone."""
+    ids = list(dict.fromkeys(key_ids))
+    rows = _locked_rows(session, ids)
+    report = SaveReport()
+    for key_id in ids:
+        row = rows.get(key_id)
+        if row is None:
+            report.conflicts.append(_gone(key_id, names))
+        elif (row.archived_at is not None) != archived:
+            (archive_key if archived else unarchive_key)(session, row.id)
+            report.changed.append(f"{row.name}: {'archived' if archived else 'unarchived'}")
+    return report
+
+
+def _apply_edit(session: Session, row: ApiKey, active: bool | None,
+                priority: int | None) -> str:
     after: dict[str, Any] = {}
     words = []
-    if bool(row.is_active) != active:
+    if active is not None and bool(row.is_active) != active:
         after["is_active"] = active
         words.append(f"active {_on_off(bool(row.is_active))} → {_on_off(active)}")
-    if row.priority != priority:
+    if priority is not None and row.priority != priority:
         after["priority"] = priority
         words.append(f"priority {row.priority} → {priority}")
     if "is_active" in after and "priority" in after:

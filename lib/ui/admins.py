@@ -27,6 +27,7 @@ from lib.users.accounts import (
 from lib.users.signin import FailureSummary, recent_failures
 
 PAGE = "admins"
+SEEN = "admins_seen"  # {email: is_admin} as the table showed it in the previous run
 
 
 def when(value: dt.datetime | None) -> str:
@@ -82,7 +83,7 @@ def create_user_form(ctx: AdminContext) -> None:
                             bcrypt_rounds=rounds).email))
 
 
-def admin_rights_form(ctx: AdminContext, emails: list[str]) -> None:
+def admin_rights_form(ctx: AdminContext, emails: list[str], seen: dict[str, bool]) -> None:
     with st.form("gk_admin_rights"):
         st.subheader("Admin rights")
         target = st.selectbox("User", emails, key="gk_rights_user")
@@ -90,7 +91,8 @@ def admin_rights_form(ctx: AdminContext, emails: list[str]) -> None:
         revoke = st.form_submit_button("Revoke admin")
         if (grant or revoke) and target:
             def change_rights(s: Session) -> str:
-                changed = set_admin(s, email=target, admin=grant)
+                changed = set_admin(s, email=target, admin=grant,
+                                    expected_admin=seen.get(target))
                 if not changed:
                     return (f"{target} {'is already' if grant else 'was not'} an admin; "
                             "nothing changed.")
@@ -100,7 +102,7 @@ def admin_rights_form(ctx: AdminContext, emails: list[str]) -> None:
             apply(ctx, change_rights)
 
 
-def reset_password_form(ctx: AdminContext, emails: list[str]) -> None:
+def reset_password_form(ctx: AdminContext, emails: list[str], seen: dict[str, bool]) -> None:
     with st.form("gk_reset_password", clear_on_submit=True):
         st.subheader("Reset a password")
         user = st.selectbox("User", emails, key="gk_reset_user")
@@ -111,13 +113,15 @@ def reset_password_form(ctx: AdminContext, emails: list[str]) -> None:
                 and passwords_match(password, repeat)):
             def change_password(s: Session) -> str:
                 changed = reset_password(s, email=user, password=password,
-                                         bcrypt_rounds=ctx.runtime.settings.bcrypt_rounds)
+                                         bcrypt_rounds=ctx.runtime.settings.bcrypt_rounds,
+                                         expected_admin=seen.get(user))
                 return (f"New password set for {changed.email}; their sessions are ended and "
                         "the sign-in throttle on the account is lifted.")
             apply(ctx, change_password)
 
 
-def sign_out_everywhere_form(ctx: AdminContext, emails: list[str]) -> None:
+def sign_out_everywhere_form(ctx: AdminContext, emails: list[str],
+                             seen: dict[str, bool]) -> None:
     with st.form("gk_sign_out_everywhere"):
         st.subheader("Sign out everywhere")
         st.caption("Ends every session of the user: all browsers, and any copy of their "
@@ -125,7 +129,7 @@ def sign_out_everywhere_form(ctx: AdminContext, emails: list[str]) -> None:
         user = st.selectbox("User", emails, key="gk_sign_out_user")
         if st.form_submit_button("Sign this user out everywhere") and user:
             def end_sessions(s: Session) -> str:
-                ended = sign_out_everywhere(s, email=user)
+                ended = sign_out_everywhere(s, email=user, expected_admin=seen.get(user))
                 return f"Signed {user} out everywhere ({ended} session(s) ended)."
             apply(ctx, end_sessions)
 
@@ -154,16 +158,20 @@ def admins_page(ctx: AdminContext) -> None:
         with service_identity(session):
             failures = recent_failures(
                 session, since=utc_now() - FAILURES_SHOWN_FOR)
+    # What the admin saw is the previous run's table: each change is checked against it
+    # (lib.concurrency), so nobody acts on a user whose admin right changed meanwhile.
+    seen = st.session_state.get(SEEN) or {}
+    st.session_state[SEEN] = {u.email: u.is_admin for u in users}
     users_table(users)
     emails = [u.email for u in users]
     create_column, rights_column = st.columns(2)
     with create_column:
         create_user_form(ctx)
     with rights_column:
-        admin_rights_form(ctx, emails)
+        admin_rights_form(ctx, emails, seen)
     reset_column, sign_out_column = st.columns(2)
     with reset_column:
-        reset_password_form(ctx, emails)
+        reset_password_form(ctx, emails, seen)
     with sign_out_column:
-        sign_out_everywhere_form(ctx, emails)
+        sign_out_everywhere_form(ctx, emails, seen)
     failures_table(failures)

@@ -13,11 +13,20 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
+from lib.concurrency import EditConflict, FieldChange, check_edit
 from lib.errors import GeminiKeysError, InvalidInput, refuse_nul
 from lib.keys.importing import IMPORT_MAX_BYTES, add_previewed, decode_import, preview_import
 from lib.keys.reads import KeyFilter, KeyListRow, count_stored_keys, key_groups, list_keys
 from lib.keys.rules import DEFAULT_PRIORITY, PRIORITY_MAX, PRIORITY_MIN
-from lib.keys.writes import KeyEdit, add_key, apply_edits, archive_key, edit_key, unarchive_key
+from lib.keys.writes import (
+    BulkEditSummary,
+    KeyEdit,
+    add_key,
+    apply_edits,
+    edit_key,
+    edit_values,
+    set_archived_many,
+)
 from lib.pool.health import check_keys
 from lib.ui.flash import Kind, remember_flash, show_flash
 from lib.ui.identity import AdminContext
@@ -28,6 +37,8 @@ PAGE = "keys"  # this page's flash messages
 FORM_GENERATION = "keys_nonce"  # bumped after a save: fresh editor and import widgets
 PENDING_ARCHIVE = "keys_pending_archive"  # [(id, name)] waiting for confirmation
 IMPORT_SIGNATURE = "keys_import_signature"  # what the admin saw in the last preview
+GRID_STATE = "keys_grid"  # the table as loaded: row order, last shown rows, seen values
+EDIT_SEEN = "keys_edit_seen"  # {key id: edit_values} the Edit one form showed
 NO_GROUP = "(no group)"
 
 # Extension point for actions on the ticked rows, e.g. the key pool's "Check": a button label
@@ -127,34 +138,127 @@ COLUMN_CONFIG = {
 EDITABLE = ("select", "active", "priority")
 
 
-def edits_between(original: pd.DataFrame, edited: pd.DataFrame) -> list[KeyEdit]:
-    """The rows whose active or priority differ, with the values the admin started from."""
+def _pending_cells(editor_key: str) -> dict[int, dict]:
+    """The editor's pending cell edits by row position (what the browser sent), or {}."""
+    state = st.session_state.get(editor_key)
+    rows = state.get("edited_rows", {}) if isinstance(state, dict) else {}
+    return {int(position): dict(cells) for position, cells in rows.items() if cells}
+
+
+def grid_rows(rows: list[KeyListRow], flt: KeyFilter) -> list[KeyListRow]:
+    """The rows the editor shows, in a fixed order while edits are pending.
+
+    st.data_editor keeps edits by row position, and its identity includes the row ids in
+    order: a re-order by someone else's save would drop (or misplace) pending edits. So while
+    any cell is edited or ticked, the order of the table as loaded is kept (with current
+    values), a key gone from the view stays as a placeholder, new keys wait; and the values
+    each edited cell showed when it was edited are kept as "seen" (GRID_STATE), which the
+    save checks (lib.concurrency) so nobody's change is overwritten unseen.
+    """
+    editor_key = f"keys_editor_{form_generation()}"
+    state = st.session_state.get(GRID_STATE)
+    pending = _pending_cells(editor_key)
+    if state is not None and state["generation"] == form_generation() and pending \
+            and state["filter"] != flt:
+        remember_flash(PAGE, f"Your {len(pending)} unsaved row edit(s) were discarded because "
+                       "the filters changed.", "warning")
+        st.session_state[FORM_GENERATION] = form_generation() + 1
+        show_keys_flash()
+        return grid_rows(rows, flt)
+    fresh = {str(r.id): r for r in rows}
+    if state is None or state["generation"] != form_generation() or not pending:
+        state = {"generation": form_generation(), "filter": flt, "order": list(fresh),
+                 "shown": {}, "seen": {}}
+    order: list[str] = state["order"]
+    shown: dict[str, KeyListRow] = state["shown"]
+    # Pin what each newly edited cell showed before the edit (the previous run's render).
+    seen: dict[str, dict[str, object]] = {}
+    for position, cells in pending.items():
+        if position >= len(order):
+            continue
+        key_id = order[position]
+        for column in ("active", "priority"):
+            if column in cells:
+                before = state["seen"].get(key_id, {}).get(column)
+                if before is None and key_id in shown:
+                    row = shown[key_id]
+                    before = (bool(row.is_active) if column == "active"
+                              else int(row.priority or DEFAULT_PRIORITY))
+                if before is not None:
+                    seen.setdefault(key_id, {})[column] = before
+    changed = [f"{fresh[i].name} ({', '.join(differences(shown[i], fresh[i]))})"
+               for i in order if i in fresh and i in shown and differences(shown[i], fresh[i])]
+    gone = [shown[i].name for i in order if i not in fresh and i in shown]
+    added = [i for i in fresh if i not in set(order)]
+    if pending and (changed or gone or added):
+        lines = []
+        if changed:
+            lines.append(md("Changed elsewhere since you loaded the table: {}.",
+                            "; ".join(changed)))
+        if gone:
+            lines.append(md("No longer in this view (deleted, archived or changed elsewhere): "
+                            "{}.", ", ".join(gone)))
+        if added:
+            lines.append(md("{} key(s) added or newly matching; they appear after you save "
+                            "or reload.", len(added)))
+        lines.append(md("Your {} pending row edit(s) are kept, in the order you loaded; on "
+                        "save each edited row is checked against what you saw.", len(pending)))
+        st.warning(md_join(lines))
+        if st.button("Discard my edits and reload", key="keys_reload"):
+            finish_and_rerun("Reloaded the table; your unsaved edits were discarded.", "info")
+    shown_now = [fresh.get(i) or shown.get(i) for i in order]
+    state.update(order=[i for i, r in zip(order, shown_now, strict=True) if r is not None],
+                 shown={str(r.id): r for r in shown_now if r is not None}, seen=seen,
+                 gone={i for i in order if i not in fresh})
+    st.session_state[GRID_STATE] = state
+    return [r for r in shown_now if r is not None]
+
+
+def differences(before: KeyListRow, after: KeyListRow) -> list[str]:
+    """'field: before → after' for the editable fields that differ (for the warnings)."""
+    return [change.describe() for change in check_edit(
+        edit_values(before), edit_values(after), edit_values(before)).notes]
+
+
+def edits_between(original: pd.DataFrame, edited: pd.DataFrame,
+                  seen: dict[str, dict[str, object]] | None = None) -> list[KeyEdit]:
+    """The rows whose active or priority differ, with the values the admin started from
+    (`seen`, per key id and column, when the page pinned them; else the table's)."""
     after = edited.reindex(original.index)
     changed = ((original["active"].astype(bool) != after["active"].astype(bool))
                | (original["priority"] != after["priority"])).to_numpy()
     result = []
     for key_id in original.index[changed]:
-        seen, now = original.loc[key_id], after.loc[key_id]
+        base, now = original.loc[key_id], after.loc[key_id]
+        pinned = (seen or {}).get(key_id, {})
+        seen_active = bool(pinned.get("active", base["active"]))
+        seen_priority = int(pinned.get("priority", base["priority"]))
         priority = now["priority"]  # NaN when the cell was cleared: refused as out of range
-        result.append(KeyEdit(uuid.UUID(key_id), bool(seen["active"]), int(seen["priority"]),
+        result.append(KeyEdit(uuid.UUID(key_id), seen_active, seen_priority,
                               bool(now["active"]), int(priority) if pd.notna(priority) else 0))
-    return result
+    return [e for e in result
+            if (e.active, e.priority) != (e.seen_active, e.seen_priority)]
 
 
 def keys_table(ctx: AdminContext, rows: list[KeyListRow]) -> None:
     """The editable table, "Save changes", and the actions on ticked rows."""
     original = table_frame(rows)
+    state = st.session_state.get(GRID_STATE) or {}
+    for key_id in state.get("gone", ()):
+        if key_id in original.index:
+            original.loc[key_id, "status"] = "gone from this view"
     edited = st.data_editor(
         original, key=f"keys_editor_{form_generation()}", hide_index=True,
         column_config=COLUMN_CONFIG, disabled=[c for c in original.columns if c not in EDITABLE])
-    edits = edits_between(original, edited)
+    edits = edits_between(original, edited, state.get("seen"))
+    names = {r.id: r.name for r in rows}
     ticked = [rows[i] for i, flag in enumerate(edited["select"]) if flag]
     save, archive, unarchive, *extra = st.columns(3 + len(ROW_ACTIONS))
     if save.button(f"Save changes ({len(edits)})", type="primary", disabled=not edits,
                    key="keys_save"):
         try:
             with ctx.session() as session:
-                summary = apply_edits(session, edits)
+                summary = apply_edits(session, edits, names=names)
         except GeminiKeysError as error:
             st.error(inert(error))
         else:
@@ -165,13 +269,21 @@ def keys_table(ctx: AdminContext, rows: list[KeyListRow]) -> None:
     if unarchive.button(f"Unarchive ticked ({len(ticked)})", key="keys_unarchive",
                         disabled=not any(r.archived_at for r in ticked)):
         with ctx.session() as session:
-            for row in ticked:
-                unarchive_key(session, row.id)
-        finish_and_rerun(f"Unarchived {len(ticked)} key(s).")
+            report = set_archived_many(session, [r.id for r in ticked], False, names=names)
+        finish_and_rerun(archive_message("Unarchived", report),
+                         "warning" if report.conflicts else "success")
     for column, (label, action) in zip(extra, ROW_ACTIONS.items(), strict=True):
         if column.button(f"{label} ({len(ticked)})", disabled=not ticked, key=f"keys_{label}"):
             finish_and_rerun(action(ctx, ticked), "info")
     confirm_archive(ctx)
+
+
+def archive_message(verb: str, report: BulkEditSummary) -> str:
+    names = ", ".join(line.split(":")[0] for line in report.changed)
+    message = f"{verb} {len(report.changed)} key(s)" + (f": {names}." if names else ".")
+    if report.conflicts:
+        message += " Not changed: " + "; ".join(c.describe() for c in report.conflicts) + "."
+    return message
 
 
 def confirm_archive(ctx: AdminContext) -> None:
@@ -185,9 +297,10 @@ def confirm_archive(ctx: AdminContext) -> None:
     yes, no = st.columns(2)
     if yes.button("Yes, archive", type="primary", key="keys_archive_yes"):
         with ctx.session() as session:
-            for key_id, _ in pending:
-                archive_key(session, key_id)
-        finish_and_rerun(f"Archived {len(pending)} key(s): {names}.")
+            report = set_archived_many(session, [uuid.UUID(i) for i, _ in pending], True,
+                                       names={uuid.UUID(i): n for i, n in pending})
+        finish_and_rerun(archive_message("Archived", report),
+                         "warning" if report.conflicts else "success")
     if no.button("Cancel", key="keys_archive_no"):
         st.session_state.pop(PENDING_ARCHIVE, None)
         st.rerun()
@@ -267,36 +380,81 @@ def add_many_form(ctx: AdminContext) -> None:
 
 
 def edit_one_form(ctx: AdminContext, rows: list[KeyListRow]) -> None:
-    """Rename, regroup, switch on/off and reprioritise one key (each change audited)."""
+    """Rename, regroup, switch on/off and reprioritise one key (each change audited).
+
+    The key is chosen by id (a rename elsewhere keeps the choice); the form starts from the
+    values it showed when opened (EDIT_SEEN), and the save checks each changed field against
+    them (lib.concurrency): someone else's change is never overwritten unseen.
+    """
     if not rows:
         st.caption("No key to edit with these filters.")
         return
-    by_label = {f"{r.name} ({r.masked_hint})": r for r in rows}
-    label = st.selectbox("Key", list(by_label), key="keys_edit_choice")
-    row = by_label[label]
-    with st.form(f"keys_edit_{row.id}_{form_generation()}"):
-        name = st.text_input("Name", row.name, max_chars=100)
-        group = st.text_input("Group (Google Cloud project)", row.group_label or "",
-                              max_chars=100)
+    by_id = {str(r.id): r for r in rows}
+    chosen = st.session_state.get("keys_edit_choice")
+    seen_all: dict[str, dict] = st.session_state.setdefault(EDIT_SEEN, {})
+    if chosen is not None and chosen not in by_id:
+        name = seen_all.get(chosen, {}).get("name", "the key you were editing")
+        st.warning(md("{} is no longer in this list (deleted, archived or changed elsewhere); "
+                      "nothing was saved to it. Choose a key below.", name))
+        seen_all.pop(chosen, None)
+    key_id = st.selectbox("Key", list(by_id), key="keys_edit_choice",
+                          format_func=lambda i: f"{by_id[i].name} ({by_id[i].masked_hint})")
+    row = by_id[key_id]
+    seen = seen_all.get(key_id)
+    if seen is None or seen.get("generation") != form_generation():
+        seen = {**edit_values(row), "generation": form_generation()}
+        seen_all[key_id] = seen
+    moved = differences_from(seen, row)
+    if moved:
+        st.warning(md("Changed elsewhere since this form was opened: {}. Fields you change "
+                      "are checked against what the form showed; fields you leave as they are "
+                      "stay as they are now.", ", ".join(moved)))
+    suffix = f"{key_id}_{form_generation()}"
+    with st.form(f"keys_edit_{suffix}"):
+        name = st.text_input("Name", seen["name"], max_chars=100, key=f"keys_edit_name_{suffix}")
+        group = st.text_input("Group (Google Cloud project)", seen["group"] or "",
+                              max_chars=100, key=f"keys_edit_group_{suffix}")
         left, right = st.columns(2)
-        active = left.toggle("Active (the pool may use it)", bool(row.is_active))
+        active = left.toggle("Active (the pool may use it)", seen["active"],
+                             key=f"keys_edit_active_{suffix}")
         priority = right.number_input("Priority (higher is preferred)", PRIORITY_MIN,
-                                      PRIORITY_MAX, int(row.priority or DEFAULT_PRIORITY),
-                                      step=1)
+                                      PRIORITY_MAX, int(seen["priority"] or DEFAULT_PRIORITY),
+                                      step=1, key=f"keys_edit_priority_{suffix}")
         if not st.form_submit_button("Save key", type="primary"):
             return
+    expected = {f: seen[f] for f in ("name", "group", "active", "priority")}
     try:
         with ctx.session() as session:
-            changed = edit_key(session, row.id, name=name, group_label=group,
-                               active=active, priority=int(priority))
+            result = edit_key(session, row.id, name=name, group_label=group,
+                              active=bool(active), priority=int(priority), expected=expected)
+    except EditConflict as error:
+        finish_and_rerun(str(error), "error")
     except GeminiKeysError as error:
         st.error(inert(f"Not saved: {error}"))
         return
+    notes = "".join(f" Note: {n.describe()}." for n in result.notes)
     # Shown at the top: the rerun opens the first tab again.
-    if changed:
-        finish_and_rerun(f"Saved {name.strip()}: changed {', '.join(changed)}.")
+    if result.changed:
+        finish_and_rerun(f"Saved {result.name}: changed {', '.join(result.changed)}.{notes}",
+                         "warning" if notes else "success")
+    elif notes or asked_for_change(expected, name, group, bool(active), int(priority)):
+        finish_and_rerun(f"Nothing to save: {row.name} already had these values.{notes}",
+                         "info")
     else:
         finish_and_rerun("Nothing to save: no field changed.", "info")
+
+
+def differences_from(seen: dict, row: KeyListRow) -> list[str]:
+    """'field: seen → now' for the fields of `row` that moved since `seen`."""
+    now = edit_values(row)
+    return [FieldChange(f, seen[f], now[f]).describe()
+            for f in ("name", "group", "active", "priority") if seen.get(f) != now[f]]
+
+
+def asked_for_change(seen: dict, name: str, group: str, active: bool, priority: int) -> bool:
+    """Whether the form's values differ from what it showed (the admin changed a field)."""
+    return ((name or "").strip() != seen["name"] or ((group or "").strip() or None)
+            != seen["group"] or active != seen["active"] or priority != seen["priority"])
 
 
 def keys_page(ctx: AdminContext) -> None:
@@ -314,7 +472,7 @@ def keys_page(ctx: AdminContext) -> None:
     if total:
         flt = key_filters(groups)
         with ctx.session() as session:
-            rows = list_keys(session, flt, master=ctx.runtime.master_key)
+            rows = grid_rows(list_keys(session, flt, master=ctx.runtime.master_key), flt)
         st.caption(md("{} of {} key(s) shown. Tick **active** or change **priority** in as "
                       "many rows as you like, then **Save changes** once.", f"{len(rows):,}",
                       f"{total:,}"))

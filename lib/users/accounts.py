@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from db.models import SignInFailure, UserProfile
 from db.session import Actor, actor_of, apply_actor
 from lib.audit.log import Action, write_audit
+from lib.audit.queries import admin_right_changed_by
+from lib.concurrency import Conflict, EditConflict, FieldChange
 from lib.errors import Forbidden, InvalidInput, NotFound
 from lib.users.passwords import check_password_strength, hash_password
 from lib.users.sessions import end_user_sessions
@@ -145,8 +147,24 @@ def _existing_user(session: Session, email: str) -> Account:
     return user
 
 
-def set_admin(session: Session, *, email: str, admin: bool) -> bool:
+def check_admin_state(session: Session, user: Account, expected_admin: bool | None) -> None:
+    """Optimistic concurrency for the Admins page: refuse (EditConflict, naming who changed
+    it) when the user's admin right is no longer what the page showed. Locks the profile."""
+    if expected_admin is None:
+        return
+    now = bool(session.scalar(select(UserProfile.is_admin)
+                              .where(UserProfile.user_id == user.id).with_for_update()))
+    if now != expected_admin:
+        raise EditConflict([Conflict(user.email, (FieldChange("admin", expected_admin, now),),
+                                     by=admin_right_changed_by(session, user.email))])
+
+
+def set_admin(session: Session, *, email: str, admin: bool,
+              expected_admin: bool | None = None) -> bool:
     """Grant or revoke admin; False (and no audit row) when nothing changes.
+
+    expected_admin: the admin right the page showed for the user; a different one now
+    refuses the change (EditConflict) rather than acting on a stale view.
 
     Refuses to revoke yourself or the last admin. Revoking locks every admin's profile row
     first (in a fixed order), so two admins revoking each other cannot leave none, and ends
@@ -160,6 +178,7 @@ def set_admin(session: Session, *, email: str, admin: bool) -> bool:
             select(UserProfile.user_id).where(UserProfile.is_admin.is_(True))
             .order_by(UserProfile.user_id).with_for_update()))
     user = _existing_user(session, email)
+    check_admin_state(session, user, expected_admin)
     if not admin and actor.user_id == user.id:
         raise Forbidden("You cannot revoke your own admin access; ask another admin.")
     if not admin and user.id in admins and len(admins) <= 1:
@@ -184,12 +203,14 @@ def set_admin(session: Session, *, email: str, admin: bool) -> bool:
 
 
 def reset_password(session: Session, *, email: str, password: str,
-                   bcrypt_rounds: int) -> Account:
+                   bcrypt_rounds: int, expected_admin: bool | None = None) -> Account:
     """Set a new password; ends every session of the user (yourself included: sign in
-    again) and lifts the account's sign-in throttle (its counted failures are forgotten)."""
+    again) and lifts the account's sign-in throttle (its counted failures are forgotten).
+    expected_admin: as for set_admin."""
     email = normalise_email(email)
     check_password_strength(password)
     user = _existing_user(session, email)
+    check_admin_state(session, user, expected_admin)
     with service_identity(session):
         session.execute(text("SELECT public.gemini_auth_set_password(:id, :hash)"),
                         {"id": user.id, "hash": hash_password(password, bcrypt_rounds)})
@@ -202,11 +223,14 @@ def reset_password(session: Session, *, email: str, password: str,
     return user
 
 
-def sign_out_everywhere(session: Session, *, email: str) -> int:
+def sign_out_everywhere(session: Session, *, email: str,
+                        expected_admin: bool | None = None) -> int:
     """End every session of a user (all browsers, copied cookies too); how many were live.
-    Audited as signed_out_everywhere even when none was (someone asked for it)."""
+    Audited as signed_out_everywhere even when none was (someone asked for it).
+    expected_admin: as for set_admin."""
     email = normalise_email(email)
     user = _existing_user(session, email)
+    check_admin_state(session, user, expected_admin)
     with service_identity(session):
         ended = end_user_sessions(session, user.id)
     write_audit(session, action=Action.SIGNED_OUT_EVERYWHERE,

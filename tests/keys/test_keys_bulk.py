@@ -188,7 +188,8 @@ def test_bulk_edit_skips_keys_changed_elsewhere_and_refuses_bad_priorities(db, r
     with scope(rt, admin_actor) as session:
         summary = apply_edits(session, [KeyEdit(a.id, True, 1, True, 4),
                                         KeyEdit(b.id, True, 2, True, 3)])
-    assert summary.conflicts == ["a"] and summary.changed == ["b: priority 2 → 3"]
+    assert [c.target for c in summary.conflicts] == ["a"]
+    assert summary.changed == ["b: priority 2 → 3"]
     before = dump_tables(db)
     with pytest.raises(InvalidInput, match="Nothing was saved"), \
             scope(rt, admin_actor) as session:
