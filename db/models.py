@@ -83,7 +83,7 @@ class ApiKey(Base):
     cooldown_until: Mapped[dt.datetime | None]
     consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    # calls handed out by the pool and not yet recorded (migration 0010)
+    # calls handed out by the pool and not yet recorded (migration 0012)
     in_flight: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     lease_expires_at: Mapped[dt.datetime | None]
 
@@ -197,7 +197,7 @@ class ModelCooldown(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
 class AccessToken(Base):
-    """A gateway access token: only its SHA-256 hash is stored (migration 0012)."""
+    """A gateway access token: only its SHA-256 hash is stored (migration 0014)."""
 
     __tablename__ = "gemini_access_tokens"
 

@@ -13,7 +13,7 @@ Conventions every query here shares:
 - Models: with `model` set, every query reads the per-model table
   gemini_key_model_usage_stats (migration 0009) for that model instead of the spec's table;
   model '' is a call recorded without a model ("unspecified"). Tokens live only there.
-- Speed: the exact rollups of migration 0011 answer the heavy reads: sums per day over all
+- Speed: the exact rollups of migration 0013 answer the heavy reads: sums per day over all
   keys come from a striped day rollup, sums per key over any range from running totals per
   key (two index probes per key). Only the daily series under a key/group/archive filter
   read the stats rows themselves. Same numbers either way.
@@ -170,7 +170,7 @@ SPEC_TABLE = "gemini_key_usage_stats"
 MODEL_TABLE = "gemini_key_model_usage_stats"
 TOKEN_COLUMNS = ("prompt_tokens", "output_tokens", "thoughts_tokens", "cached_tokens",
                  "total_tokens")
-# Day rollups of migration 0011 (striped) of each source table.
+# Day rollups of migration 0013 (striped) of each source table.
 DAY_ROLLUP = {SPEC_TABLE: "gemini_usage_day_rollup", MODEL_TABLE: "gemini_model_usage_day_rollup"}
 
 
@@ -252,7 +252,7 @@ _RUNNING_COLUMNS = (("request_count", "requests"), ("success_count", "successes"
 
 def key_range_sql(f: StatsFilter, *, tokens: bool = False) -> tuple[str, str, dict[str, Any]]:
     """Per key of `gemini_api_keys k`: its sums over the range, as (select list, joins,
-    params). From the running totals of migration 0011: the row at or before the range's
+    params). From the running totals of migration 0013: the row at or before the range's
     end minus the row before its start, two index probes per key whatever the range.
     Columns: requests, successes, failures, rate_limited, lat_num, lat_den (, tokens)."""
     if f.model is not None:

@@ -1,7 +1,7 @@
 """The pool's one-round-trip statements: acquire (with and without a model) and record.
 
 acquire walks idx_gemini_keys_pool (priority DESC, in_flight ASC, GREATEST(last_used,
-cooldown_until) ASC NULLS FIRST; migration 0010): within a tier the idle keys come first,
+cooldown_until) ASC NULLS FIRST; migration 0012): within a tier the idle keys come first,
 least recently used first; keys still cooling sort behind the usable ones of their
 in-flight count. With a model it also skips keys whose project is cooling down for the
 model, has no quota for it, or has reached an rpm / tpm / rpd limit, and counts the request

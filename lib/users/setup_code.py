@@ -2,7 +2,7 @@
 
 While no admin exists, the server prints a setup code to its console (lib/ui/startup.py at
 server start; the sign-in page prints a new one when the last has expired or been used).
-Only its SHA-256 is stored, in the single row of gemini_setup_code (migration 0013). The
+Only its SHA-256 is stored, in the single row of gemini_setup_code (migration 0011). The
 code creates one admin, once, before it expires, and never once any admin exists (one
 made with `create-user --admin` included). Issuing a code is audited (setup_code_issued),
 so is each wrong one (setup_code_failed) and the admin it creates (user_created, "via":

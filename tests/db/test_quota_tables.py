@@ -1,4 +1,4 @@
-"""The quota tables (migration 0010): admin-only rows, and each role limited to what it uses."""
+"""The quota tables (migration 0012): admin-only rows, and each role limited to what it uses."""
 
 from __future__ import annotations
 

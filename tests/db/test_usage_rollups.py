@@ -1,4 +1,4 @@
-"""The rollups of migration 0011 stay exact: inserts, the pool's upserts, updates, deletes, a
+"""The rollups of migration 0013 stay exact: inserts, the pool's upserts, updates, deletes, a
 key deleted for good and TRUNCATE, through both stats tables; admin-only like the tables."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Access tokens for the gateway, and their usage per UTC day.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 
 gemini_access_tokens holds a token's name, its SHA-256 hash (never the token), the first
 characters for recognising it, an optional model allow-list, expiry and revocation. A name
@@ -17,8 +17,8 @@ from alembic import op
 
 from db.roles import API_ROLES
 
-revision = "0012"
-down_revision = "0011"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Quotas per Google Cloud project x model: admins' limits, the pool's counts, model cooldowns.
 
-Revision ID: 0010
-Revises: 0013
+Revision ID: 0012
+Revises: 0011
 
 Gemini's limits (RPM, input TPM, RPD) are per Google Cloud project and model. A key's
 project is its group: COALESCE(NULLIF(group_label, ''), 'key:' || id::text), so an
@@ -25,8 +25,8 @@ from alembic import op
 
 from db.roles import API_ROLES
 
-revision = "0010"
-down_revision = "0013"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

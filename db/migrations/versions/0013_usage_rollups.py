@@ -1,7 +1,7 @@
 """Exact rollups of the usage tables, so Analytics stays flat at thousands of keys × a year.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 
 The Analytics page sums a year of stats rows (5,000 keys × 365 days × 3 models is 5.5
 million rows of the per-model table); summing them on every view took seconds. Five tables,
@@ -35,8 +35,8 @@ from alembic import op
 
 from db.roles import API_ROLES
 
-revision = "0011"
-down_revision = "0010"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

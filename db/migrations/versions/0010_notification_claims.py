@@ -1,7 +1,7 @@
 """Webhook dedupe claims: one row per notification subject, so several processes that see the
 same event in the same window send it once.
 
-Revision ID: 0015
+Revision ID: 0010
 Revises: 0009
 
 gemini_notification_claims: dedupe_key names what an event is about (e.g.
@@ -19,7 +19,7 @@ from alembic import op
 
 from db.roles import API_ROLES
 
-revision = "0015"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None

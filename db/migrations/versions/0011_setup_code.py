@@ -1,7 +1,7 @@
 """The one-time setup code that creates the first admin in the browser.
 
-Revision ID: 0013
-Revises: 0015
+Revision ID: 0011
+Revises: 0010
 
 gemini_setup_code holds at most one row (id = 1): the SHA-256 of the code the server printed
 to its console while no admin existed (never the code itself), when it expires, when it was
@@ -14,8 +14,8 @@ from alembic import op
 
 from db.roles import API_ROLES
 
-revision = "0013"
-down_revision = "0015"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
