@@ -8,18 +8,17 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
 
 from db.engine import dispose_engines, get_engine
 from db.migrate import upgrade
 from db.session import Actor
 from tests.support.databases import (
-    APP_TABLES,
     SERVERS,
     TEST_MASTER_KEY,
     TestDatabase,
     create_database,
     drop_database,
+    empty_database,
     make_user,
 )
 from tests.support.fake_gemini import FakeGemini
@@ -46,7 +45,7 @@ def db(pg_server: TestDatabase, monkeypatch, tmp_path) -> TestDatabase:
     """An empty migrated database that the code under test finds through DATABASE_URL (the
     app's login; db.engine is the owner's, for the tests' own SQL)."""
     with pg_server.engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {', '.join(APP_TABLES)} RESTART IDENTITY CASCADE"))
+        empty_database(connection)
     monkeypatch.setenv("DATABASE_URL", pg_server.app_url)  # the app's least-privilege login
     monkeypatch.setenv("DATABASE_OWNER_URL", pg_server.url)  # migrations only
     monkeypatch.setenv("GEMINI_KEYS_MASTER_KEY", TEST_MASTER_KEY)

@@ -47,7 +47,7 @@ APP_TABLES = ("gemini_access_token_usage", "gemini_access_tokens",
               "auth.users")
 __all__ = ["APP_TABLES", "LOCAL_URL", "REPO_ROOT", "SERVERS", "TEST_BCRYPT_ROUNDS",
            "TEST_MASTER_KEY", "TestDatabase", "app_login_url", "create_database",
-           "drop_database", "make_user", "record_check_value", "server_url",
+           "drop_database", "empty_database", "make_user", "record_check_value", "server_url",
            "start_private_postgres", "stop_embedded_postgres", "with_database"]
 
 
@@ -170,3 +170,27 @@ def make_user(db: TestDatabase, email: str, *, admin: bool,
         user = create_user(session, email=email, password=password, admin=admin,
                            bcrypt_rounds=TEST_BCRYPT_ROUNDS)
         return Actor.user(user.id, email)
+
+
+# Every table of the schemas a test may write, except the schema's revision.
+_TABLES_TO_EMPTY = text("""
+SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+WHERE schemaname IN ('public', 'auth') AND tablename <> 'alembic_version' ORDER BY 1""")
+_SEQUENCES = text("""
+SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences
+WHERE schemaname IN ('public', 'auth')""")
+
+
+def empty_database(connection) -> None:
+    """Empty every table and restart every sequence, as the owner (a superuser here).
+
+    What TRUNCATE ... RESTART IDENTITY CASCADE does, 20-50x faster for the few rows a test
+    leaves: TRUNCATE gives each of ~25 tables a new file and costs ~150 ms a test.
+    session_replication_role = replica skips the triggers (the append-only audit log, the
+    rollups, foreign keys), which is why every table, rollups included, is emptied here.
+    """
+    tables = connection.execute(_TABLES_TO_EMPTY).scalars().all()
+    connection.execute(text("SET LOCAL session_replication_role = replica"))
+    connection.execute(text("".join(f"DELETE FROM {table};" for table in tables)))
+    for sequence in connection.execute(_SEQUENCES).scalars():
+        connection.execute(text("SELECT setval(:s, 1, false)"), {"s": sequence})
