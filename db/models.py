@@ -196,6 +196,8 @@ class ModelCooldown(Base):
     no_quota: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+
 class AccessToken(Base):
     """A gateway access token: only its SHA-256 hash is stored (migration 0014)."""
 

@@ -20,6 +20,7 @@ from tests.support.databases import (
     drop_database,
     empty_database,
     make_user,
+    servers_lock,
 )
 from tests.support.fake_gemini import FakeGemini
 
@@ -34,7 +35,8 @@ def pg_server(request) -> Iterator[TestDatabase]:
     server = request.param
     name = f"gk_test_{os.getpid()}"
     url = create_database(server, name)
-    upgrade(get_engine(url))
+    with servers_lock():  # migrations create cluster-wide roles where missing
+        upgrade(get_engine(url))
     yield TestDatabase(server, url)
     dispose_engines()
     drop_database(server, name)
@@ -75,10 +77,14 @@ def member_actor(db) -> Actor:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked one_server run against the first server only."""
+    """Tests marked one_server run against the first server only. Browser tests share one
+    pytest-xdist group, so one worker runs them one after another (a headless Chromium and
+    a Streamlit server each) while the other workers take the rest."""
     first = SERVERS[0]
     keep, drop = [], []
     for item in items:
+        if item.get_closest_marker("e2e") or item.nodeid.startswith(("tests/e2e/", "tests/deploy/")):
+            item.add_marker(pytest.mark.xdist_group("browser"))
         server = getattr(getattr(item, "callspec", None), "params", {}).get("pg_server")
         if item.get_closest_marker("one_server") and server not in (None, first):
             drop.append(item)

@@ -16,6 +16,8 @@ def is_connection_error(error: BaseException, connection: Any) -> bool:
     """The connection (not the statement) failed: lost, closed, or the server went away.
     After a crash psycopg2 may raise a plain DatabaseError ("server closed the connection
     unexpectedly") rather than an OperationalError."""
+    if isinstance(error, psycopg2.extensions.TransactionRollbackError):
+        return False  # a deadlock or serialization failure: the statement, not the link
     if isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)):
         return True
     if not isinstance(error, psycopg2.DatabaseError):

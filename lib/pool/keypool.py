@@ -25,6 +25,7 @@ the FailurePolicy in lib/pool/policy.py.
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -65,6 +66,7 @@ from lib.runtime import build_runtime
 
 log = logging.getLogger("gemini_keys.pool")
 POOL_ACTOR = Actor.service("pool")
+DEADLOCK_RETRIES = 5
 ACQUIRE_SQL = STATEMENTS["gk_pool_acquire"]
 DEFAULT_LEASE_TTL = timedelta(minutes=10)
 SWEEP_EVERY_S = 30.0
@@ -137,7 +139,20 @@ class KeyPool:
     def _execute(self, name: str | None, params: tuple = ()) -> list[tuple]:
         """Run a prepared statement as service_role in its own short transaction (one
         round trip); name None runs the baseline SELECT 1 the same way. A lost connection
-        (server restart, crash) is retried once on a fresh one."""
+        (server restart, crash) is retried once on a fresh one; a deadlock or serialization
+        failure (processes racing on the same counters) rolled the whole statement back and
+        is run again, up to DEADLOCK_RETRIES times."""
+        for rerun in range(DEADLOCK_RETRIES + 1):
+            try:
+                return self._execute_once(name, params)
+            except psycopg2.extensions.TransactionRollbackError as error:
+                if rerun == DEADLOCK_RETRIES:
+                    raise
+                log.info("key pool: %s, running %s again", type(error).__name__, name)
+                time.sleep(random.uniform(0.001, 0.01) * (rerun + 1))
+        raise AssertionError("unreachable")
+
+    def _execute_once(self, name: str | None, params: tuple) -> list[tuple]:
         for attempt in (1, 2):
             try:
                 with self._connections.get(fresh=attempt == 2) as (connection, prepared), \

@@ -97,7 +97,7 @@ def kpi_tiles(current: Totals, previous: Totals, tokens: Tokens | None = None,
     first, second = st.columns(4), st.columns(4)
     first[0].metric("Requests", _count(current.requests),
                     change(current.requests, previous.requests),
-                    help=_exact(current.requests, "Calls recorded in the period."))
+                    help=md("{}", _exact(current.requests, "Calls recorded in the period.")))
     first[1].metric("Success rate", _pct(current.success_rate),
                     change(current.success_rate, previous.success_rate, percent_points=True))
     first[2].metric("Failures", _count(current.failures),
@@ -112,16 +112,17 @@ def kpi_tiles(current: Totals, previous: Totals, tokens: Tokens | None = None,
         return
     before = previous_tokens or Tokens()
     second[1].metric("Prompt tokens", _count(tokens.prompt), change(tokens.prompt, before.prompt),
-                     delta_color="off", help=_exact(tokens.prompt, "Input tokens "
+                     delta_color="off", help=md("{}", _exact(tokens.prompt, "Input tokens "
                                                     "(promptTokenCount), cached ones included "
-                                                    f"({tokens.cached:,} cached)."))
+                                                    f"({tokens.cached:,} cached).")))
     second[2].metric("Output tokens", _count(tokens.output), change(tokens.output, before.output),
-                     delta_color="off", help=_exact(tokens.output, "Generated tokens "
+                     delta_color="off", help=md("{}", _exact(tokens.output, "Generated tokens "
                                                     "(candidatesTokenCount); thinking tokens "
-                                                    f"apart ({tokens.thoughts:,})."))
+                                                    f"apart ({tokens.thoughts:,}).")))
     second[3].metric("Total tokens", _count(tokens.total), change(tokens.total, before.total),
-                     delta_color="off", help=_exact(tokens.total, "totalTokenCount as Gemini "
-                                                    "reports it: prompt, output and thinking."))
+                     delta_color="off", help=md("{}", _exact(
+                         tokens.total,
+                         "totalTokenCount as Gemini reports it: prompt, output and thinking.")))
 
 
 COMPACT_FROM = 10_000_000
@@ -139,6 +140,7 @@ def _count(value: int) -> str:
 
 
 def _exact(value: int, text: str) -> str:
+    """A tile's help: our `text`, and the exact count where the tile shows it compacted."""
     return text if abs(value) < COMPACT_FROM else f"{text} Exactly {value:,}."
 
 

@@ -251,6 +251,9 @@ def setup_code(action: Action):
                     password=STRONG_PASSWORD, password_again=STRONG_PASSWORD,
                     bcrypt_rounds=TEST_BCRYPT_ROUNDS), str)
         return Outcome(action, None, None, same_transaction_as_key_change=False)
+    return drive
+
+
 def quota_change(action: Action):
     """Budgets (issue 16): set a limit, clear it, clear the pool's no-quota mark."""
     def drive(w: World):

@@ -43,7 +43,7 @@ def one_clear_line(result, *words: str) -> str:
     b"main," + fake_key().encode() + b"\nsecond,AIza\xff\xfe-not-utf8\n",
     b"\xc3\x28" + fake_key().encode(),  # a broken two-byte sequence on line 1
     "latin-1 name é,".encode("latin-1") + fake_key().encode(),
-])
+], ids=["invalid bytes on line 2", "broken sequence on line 1", "latin-1"])
 def test_import_keys_refuses_a_file_that_is_not_utf8(db, tmp_path, content):
     path = tmp_path / "keys.txt"
     path.write_bytes(content)

@@ -42,7 +42,7 @@ def assert_one_line(result: subprocess.CompletedProcess, *words: str) -> str:
     (f"postgresql://gk:{PASSWORD}@nosuch-host.invalid:5432/x", ["'nosuch-host.invalid'",
                                                                 "unknown", "DATABASE_URL"]),
     (f"not a url:{PASSWORD}", ["DATABASE_URL is not a database URL"]),
-])
+], ids=["connection refused", "unknown host", "malformed"])
 def test_unreachable_or_malformed_database_url(url, words, tmp_path):
     assert_one_line(cli("status", DATABASE_URL=url, GEMINI_KEYS_DATA_DIR=str(tmp_path)),
                     *words)

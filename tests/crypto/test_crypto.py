@@ -244,7 +244,9 @@ BAD_MASTER_KEYS = [
 ]
 
 
-@pytest.mark.parametrize("bad", BAD_MASTER_KEYS)
+# ids by position: some bad values are random, and pytest-xdist's workers must agree on ids
+@pytest.mark.parametrize("bad", BAD_MASTER_KEYS,
+                         ids=[f"bad-{i}" for i in range(len(BAD_MASTER_KEYS))])
 def test_master_key_rejects_bad_value_without_echoing_it(bad):
     with pytest.raises(MasterKeyError) as info:
         MasterKey.from_base64(bad)

@@ -228,7 +228,7 @@ def test_rotation_without_a_check_row_refuses_a_key_that_cannot_decrypt(db):
     ("changeme", "placeholder"),
     (base64.b64encode(os.urandom(16)).decode(), "decodes to 16 bytes"),
     (TEST_MASTER_KEY, "same as the current one"),
-])
+], ids=["placeholder", "16 bytes", "the current key"])
 def test_bad_new_master_key_is_refused_and_nothing_changes(db, new_value, message):
     seed(db, master_from(TEST_MASTER_KEY), 2)
     before = snapshot(db)

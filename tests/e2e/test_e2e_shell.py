@@ -50,7 +50,7 @@ def heading(page, title: str):
 
 
 def test_every_admin_page_survives_a_reload_and_a_bookmark(live_app, browser_page):
-    assert len(PAGES) == 5, PAGES
+    assert len(PAGES) == 6, PAGES
     page = browser_page
     page.goto(live_app.url("keys"))  # a bookmark while signed out: sign in, then that page
     wait_for_app(page)

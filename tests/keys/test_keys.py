@@ -210,7 +210,8 @@ def test_resolve_key_by_id_and_by_name_in_any_case(rt, admin_actor):
         assert resolve_key(session, " project-a ").id == row.id
 
 
-@pytest.mark.parametrize("argument", ["nope", "", str(uuid.uuid4())])
+@pytest.mark.parametrize("argument", ["nope", "", str(uuid.uuid4())],
+                         ids=["unknown name", "empty", "unknown id"])
 def test_resolve_key_raises_not_found(rt, admin_actor, argument):
     add(rt, admin_actor, name="exists")
     with pytest.raises(NotFound), session_scope(admin_actor, engine=rt.engine) as session:

@@ -118,7 +118,7 @@ def test_a_per_day_429_notifies_the_group_and_its_tier(db, runtime, webhooks, fa
 
 def test_a_per_day_429_for_one_model_notifies_that_model_only(db, runtime, webhooks, fake):
     hit_id, hit = add(runtime, "hit", priority=9, group="project-1")
-    add(runtime, "mate", kind="authorization", priority=9, group="project-1")
+    add(runtime, "mate", kind="authorization", priority=5, group="project-1")
     fake.respond(hit, "rate_limited_day")  # Google's body names the model
     pool = KeyPool(runtime)
     lease = pool.acquire("gemini-2.0-flash")

@@ -25,6 +25,7 @@ def test_a_daily_budget_holds_under_8_racing_processes(db, runtime):
     for worker in workers:
         worker.start()
     outcomes = [results.get(timeout=180) for _ in workers]
+    assert not [o for o in outcomes if o[0] == "failed"], outcomes
     for worker in workers:
         worker.join(timeout=30)
         assert worker.exitcode == 0

@@ -11,10 +11,13 @@ GK_TEST_SERVERS=local,embedded (or one of them) narrows the choice.
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +51,7 @@ APP_TABLES = ("gemini_access_token_usage", "gemini_access_tokens",
 __all__ = ["APP_TABLES", "LOCAL_URL", "REPO_ROOT", "SERVERS", "TEST_BCRYPT_ROUNDS",
            "TEST_MASTER_KEY", "TestDatabase", "app_login_url", "create_database",
            "drop_database", "empty_database", "make_user", "record_check_value", "server_url",
-           "start_private_postgres", "stop_embedded_postgres", "with_database"]
+           "servers_lock", "start_private_postgres", "stop_embedded_postgres", "with_database"]
 
 
 def local_server_answers() -> bool:
@@ -92,12 +95,28 @@ class TestDatabase:
         return get_engine(self.app_url)
 
 
+@contextmanager
+def servers_lock() -> Iterator[None]:
+    """One test process at a time (pytest-xdist runs several) starts the embedded server or
+    creates cluster-wide roles (migrations, the Supabase fixture): PostgreSQL's "create
+    where missing" is not safe against a concurrent twin."""
+    path = REPO_ROOT / ".data" / "test-servers.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def server_url(server: str) -> str:
     """The server's superuser; the app's login exists on it and may log in (both test
     servers trust local connections, as the embedded default does)."""
-    url = LOCAL_URL if server == "local" else start_embedded_postgres(
-        REPO_ROOT / ".data" / "test-pg", env=server_environment())
-    ensure_app_login(url)
+    with servers_lock():
+        url = LOCAL_URL if server == "local" else start_embedded_postgres(
+            REPO_ROOT / ".data" / "test-pg", env=server_environment())
+        ensure_app_login(url)
     return url
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from db.session import Actor, session_scope
 from lib.keys.writes import add_key
 from lib.pool.health import check_keys
+from lib.tokens import create_token
 from lib.users.accounts import create_user
 from tests.support.databases import TEST_BCRYPT_ROUNDS
 from tests.support.keys import fake_key
@@ -37,8 +38,9 @@ class Hostile:
 
 def seed_hostile(engine, master, fake) -> Hostile:
     """An admin with a hostile email, a key with a hostile name and group that has traffic
-    today, checked against `fake` (a FakeGemini) which answers with a hostile message: the key
-    is disabled with that reason and the audit log holds all of it."""
+    today, an access token of that name, and a check against `fake` (a FakeGemini) that
+    answers with a hostile message: the key is disabled with that reason and the audit log
+    holds all of it."""
     with session_scope(Actor.service("cli"), engine=engine) as session:
         user = create_user(session, email=HOSTILE_EMAIL, password=PASSWORD, admin=True,
                            bcrypt_rounds=TEST_BCRYPT_ROUNDS)
@@ -50,6 +52,7 @@ def seed_hostile(engine, master, fake) -> Hostile:
         session.execute(text(
             "INSERT INTO gemini_key_usage_stats (key_id, date, request_count, success_count,"
             " failure_count) VALUES (:k, current_date, 10, 6, 4)"), {"k": key.id})
+        create_token(session, name=HOSTILE_NAME)  # the Access tokens page lists it
     fake.respond(api_key, "invalid", message=HOSTILE_MESSAGE)
     check_keys([key.id], master=master, actor=Actor.service("cli", user.id, HOSTILE_EMAIL),
                engine=engine, base_url=fake.base_url)

@@ -9,9 +9,14 @@ def race_for_budget(model: str, attempts: int, barrier, results) -> None:
     """Acquire `model` until `attempts` tries are spent; put (handed out, refused)."""
     from lib.pool import KeyPool, NoKeyAvailable
 
-    pool = KeyPool()
+    try:
+        pool = KeyPool()
+        pool.ping()  # connected before the start
+    except BaseException as error:  # the test says why instead of waiting at the barrier
+        barrier.abort()
+        results.put(("failed", repr(error)))
+        raise
     handed = refused = 0
-    pool.ping()  # connected before the start
     barrier.wait()
     for _ in range(attempts):
         try:

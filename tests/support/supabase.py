@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, text
 
 from db.engine import as_login
 from db.roles import APP_LOGIN
-from tests.support.databases import drop_database, server_url, with_database
+from tests.support.databases import drop_database, server_url, servers_lock, with_database
 
 SUPABASE_POSTGRES = "gk_supabase_postgres"
 GOTRUE_EMAIL = "signed.up@example.com"
@@ -211,7 +211,8 @@ def create_project(server: str, name: str) -> SupabaseProject:
     base = server_url(server)
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(ROLES))
+        with servers_lock():  # cluster-wide roles: one test process at a time
+            connection.execute(text(ROLES))
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{name}" OWNER {SUPABASE_POSTGRES}'))
     admin.dispose()

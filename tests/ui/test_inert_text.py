@@ -98,6 +98,7 @@ EXPECTED = {  # what each page shows of the hostile data
     "analytics": (HOSTILE_NAME, HOSTILE_GROUP),
     "audit": (HOSTILE_NAME, HOSTILE_EMAIL, HOSTILE_MESSAGE),  # entry details and its table
     "admins": (HOSTILE_EMAIL,),
+    "tokens": (HOSTILE_NAME,),  # the token list
 }
 
 
