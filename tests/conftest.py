@@ -76,6 +76,9 @@ def member_actor(db) -> Actor:
     return make_user(db, "member@example.com", admin=False)
 
 
+BROWSER_DIRS = ("tests/e2e/", "tests/deploy/")
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked one_server run against the first server only. Browser tests share one
     pytest-xdist group, so one worker runs them one after another (a headless Chromium and
@@ -83,7 +86,7 @@ def pytest_collection_modifyitems(config, items):
     first = SERVERS[0]
     keep, drop = [], []
     for item in items:
-        if item.get_closest_marker("e2e") or item.nodeid.startswith(("tests/e2e/", "tests/deploy/")):
+        if item.get_closest_marker("e2e") or item.nodeid.startswith(BROWSER_DIRS):
             item.add_marker(pytest.mark.xdist_group("browser"))
         server = getattr(getattr(item, "callspec", None), "params", {}).get("pg_server")
         if item.get_closest_marker("one_server") and server not in (None, first):
