@@ -68,7 +68,8 @@ def test_kpi_captions_are_not_cut_off(live_app, chromium, width):
         wait_for_app(page)
         assert_kpis_in_full(page, 30)
         page.wait_for_function(
-            "document.querySelectorAll('[data-testid=stPlotlyChart] .main-svg').length >= 6")
+            "document.querySelectorAll('[data-testid=stPlotlyChart] .main-svg').length >= 6",
+            timeout=240_000)  # a loaded CI machine draws slowly
         screenshot(page, f"analytics-{width}")
         page.locator("[data-testid=stRadio]").first.get_by_text("365 days").click()
         wait_for_app(page)

@@ -45,7 +45,7 @@ def test_admin_sets_a_quota_in_the_quotas_tab(live_app, browser_page):
     wait_for_app(page)
 
     page.get_by_role("tab", name="Quotas").click()
-    page.get_by_text("No quotas set yet").wait_for()
+    page.get_by_text("No quotas set yet").wait_for(timeout=180_000)  # a loaded CI machine
     page.get_by_role("textbox", name="Model").fill("gemini-2.5-flash")
     rpd = page.get_by_role("spinbutton", name="rpd (requests per Pacific day)")
     rpd.fill("250")
