@@ -13,7 +13,7 @@ def race_for_budget(model: str, attempts: int, barrier, results) -> None:
     try:
         pool = KeyPool()
         pool.ping()  # connected before the start
-        barrier.wait(timeout=120)
+        barrier.wait(timeout=360)
         handed = refused = 0
         for _ in range(attempts):
             try:
