@@ -16,7 +16,7 @@ from lib.settings import REPO_ROOT
 LAYERS: list[tuple[int, str]] = [
     (0, "db/"), (0, "lib/errors.py"), (0, "lib/__init__.py"),
     (1, "lib/clock.py"), (1, "lib/key_format.py"), (1, "lib/streaming.py"),
-    (1, "lib/concurrency.py"),
+    (1, "lib/concurrency.py"), (1, "lib/token_counts.py"),
     # The key predicates are pure SQL text: everything that asks "is this key live?" may
     # use them, down to the master-key check (so the rule has one home, in lib/keys).
     (1, "lib/keys/status.py"),

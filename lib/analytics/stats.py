@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from lib.clock import utc_now, utc_today
 from lib.errors import InvalidInput
 from lib.keys.status import IN_SERVICE, RETIRED, KeyStatus, key_status
+from lib.token_counts import Tokens
 
 MAX_RANGE_DAYS = 3660  # ten years: a typo like 2206 for 2026 should fail, not run for minutes
 KeySort = Literal["failures", "rate_limit_share", "failure_rate", "requests", "latency"]
@@ -461,22 +462,9 @@ def model_label(model: str) -> str:
     return model or "unspecified"
 
 
-@dataclass(frozen=True)
-class Tokens:
-    prompt: int = 0
-    output: int = 0
-    thoughts: int = 0
-    cached: int = 0
-    total: int = 0
-
-    @classmethod
-    def of(cls, m: Any) -> Tokens:
-        return cls(*(int(m[c] or 0) for c in TOKEN_COLUMNS))
-
-    def __add__(self, other: Tokens) -> Tokens:
-        return Tokens(self.prompt + other.prompt, self.output + other.output,
-                      self.thoughts + other.thoughts, self.cached + other.cached,
-                      self.total + other.total)
+def tokens_of(m: Any) -> Tokens:
+    """A row's token columns (TOKEN_COLUMNS) as Tokens."""
+    return Tokens(*(int(m[c] or 0) for c in TOKEN_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -529,7 +517,7 @@ WITH agg AS (SELECT p.date AS day, {token_sums} FROM ({source}) p GROUP BY p.dat
 SELECT d.day::date AS day, {token_cols}
 FROM generate_series(CAST(:start AS date), CAST(:end AS date), interval '1 day') AS d(day)
 LEFT JOIN agg ON agg.day = d.day::date ORDER BY d.day"""
-    rows = [TokenDay(r.day, Tokens.of(r._mapping)) for r in session.execute(text(sql), params)]
+    rows = [TokenDay(r.day, tokens_of(r._mapping)) for r in session.execute(text(sql), params)]
     current = [r for r in rows if r.day >= f.start]
     return TokenSummary(current, sum((r.tokens for r in current), Tokens()),
                         sum((r.tokens for r in rows if r.day < f.start), Tokens()))
@@ -542,7 +530,7 @@ def model_breakdown(session: Session, f: StatsFilter) -> list[ModelRow]:
     sql = f"""
 SELECT p.model, {_part_sums(True)} FROM ({source}) p GROUP BY p.model
 ORDER BY requests DESC, p.model"""
-    return [ModelRow(model=r.model, tokens=Tokens.of(r._mapping), **_totals_of_parts(r._mapping))
+    return [ModelRow(model=r.model, tokens=tokens_of(r._mapping), **_totals_of_parts(r._mapping))
             for r in session.execute(text(sql), params)]
 
 
@@ -556,5 +544,5 @@ SELECT * FROM (SELECT k.id AS key_id, k.name, k.group_label, {sums}
 WHERE total_tokens > 0
 ORDER BY total_tokens DESC, lower(name), key_id LIMIT :limit"""
     params.update(range_params, limit=limit)
-    return [KeyTokens(r.key_id, r.name, r.group_label, Tokens.of(r._mapping), int(r.requests))
+    return [KeyTokens(r.key_id, r.name, r.group_label, tokens_of(r._mapping), int(r.requests))
             for r in session.execute(text(sql), params)]

@@ -8,24 +8,11 @@ answer must never fail the record of a call that already happened.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from lib.token_counts import Tokens
+
 _MAX = 2**62  # stays a BIGINT after summing many calls
-
-
-@dataclass(frozen=True)
-class Tokens:
-    prompt: int = 0
-    output: int = 0
-    thoughts: int = 0
-    cached: int = 0
-    total: int = 0
-
-    @property
-    def quota_tokens(self) -> int:
-        """What Gemini's TPM quota counts: input tokens (the prompt, cached included)."""
-        return self.prompt
 
 
 NO_TOKENS = Tokens()
