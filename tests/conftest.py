@@ -23,6 +23,7 @@ from tests.support.databases import (
     servers_lock,
 )
 from tests.support.fake_gemini import FakeGemini
+from tests.support.live_app import CHROMIUM, CHROMIUM_ARGS, skip_or_fail
 
 
 def pytest_report_header(config):
@@ -76,18 +77,35 @@ def member_actor(db) -> Actor:
     return make_user(db, "member@example.com", admin=False)
 
 
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Debian Chromium through Playwright, one per test process (browser tests in
+    tests/e2e and tests/deploy: a second sync_playwright() in one process is refused)."""
+    if not os.path.exists(CHROMIUM):
+        skip_or_fail(f"{CHROMIUM} is not installed")
+    from playwright import sync_api  # a missing package is an error, not a skip
+    playwright = sync_api.sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                             headless=True)
+        yield browser
+        browser.close()
+    finally:
+        playwright.stop()
+
+
 BROWSER_DIRS = ("tests/e2e/", "tests/deploy/")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked one_server run against the first server only. Browser tests share one
-    pytest-xdist group, so one worker runs them one after another (a headless Chromium and
-    a Streamlit server each) while the other workers take the rest."""
+    """Tests marked one_server run against the first server only. The browser tests of one
+    file share a pytest-xdist group: one worker runs them one after another, so the file's
+    servers start once, while other workers take other files."""
     first = SERVERS[0]
     keep, drop = [], []
     for item in items:
         if item.get_closest_marker("e2e") or item.nodeid.startswith(BROWSER_DIRS):
-            item.add_marker(pytest.mark.xdist_group("browser"))
+            item.add_marker(pytest.mark.xdist_group(f"browser:{item.path.name}"))
         server = getattr(getattr(item, "callspec", None), "params", {}).get("pg_server")
         if item.get_closest_marker("one_server") and server not in (None, first):
             drop.append(item)

@@ -25,7 +25,7 @@ import pytest
 from db.engine import REPO_ROOT, dispose_engines
 from tests.support.browser import sign_in, wait_for_app, wait_for_cookie
 from tests.support.databases import SERVERS, create_database, drop_database
-from tests.support.live_app import CHROMIUM, CHROMIUM_ARGS, free_port, run_app
+from tests.support.live_app import free_port, run_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_server]
 
@@ -220,28 +220,23 @@ def test_gateway_paths_reach_the_gateway(proxied):
         assert response.read() == b'{"gateway": "/v1beta/openai/models"}'
 
 
-def test_an_admin_signs_in_through_the_proxy_and_stays_in_on_reload(proxied):
-    need(CHROMIUM, "chromium")
-    from playwright.sync_api import sync_playwright
-
+def test_an_admin_signs_in_through_the_proxy_and_stays_in_on_reload(proxied, chromium):
     app = proxied["app"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(ignore_https_errors=True)
-            context.set_default_timeout(60_000)
-            page = context.new_page()
-            page.goto(f"https://127.0.0.1:{proxied['https']}/keys")
-            wait_for_app(page)  # drawn over the websocket, through the proxy
-            sign_in(page, app)
-            page.get_by_role("heading", name="Keys", exact=True).first.wait_for()
-            wait_for_cookie(page)
-            cookie = next(c for c in context.cookies() if c["name"] == "gemini_keys_auth")
-            assert cookie["httpOnly"]
-            page.reload()
-            page.get_by_role("heading", name="Keys", exact=True).first.wait_for()
-            page.get_by_role("button", name="Sign out").wait_for()  # the cookie, proxied
-        finally:
-            browser.close()
+    context = chromium.new_context(ignore_https_errors=True)
+    context.set_default_timeout(60_000)
+    try:
+        page = context.new_page()
+        page.goto(f"https://127.0.0.1:{proxied['https']}/keys")
+        wait_for_app(page)  # drawn over the websocket, through the proxy
+        sign_in(page, app)
+        page.get_by_role("heading", name="Keys", exact=True).first.wait_for()
+        wait_for_cookie(page)
+        cookie = next(c for c in context.cookies() if c["name"] == "gemini_keys_auth")
+        assert cookie["httpOnly"]
+        page.reload()
+        page.get_by_role("heading", name="Keys", exact=True).first.wait_for()
+        page.get_by_role("button", name="Sign out").wait_for()  # the cookie, proxied
+    finally:
+        context.close()
     # The throttle saw the client through the proxy's header, not the proxy itself.
     assert "X-Forwarded-For" in SITE.read_text()

@@ -52,8 +52,7 @@ def assert_kpis_in_full(page, days: int) -> None:
 
 @pytest.mark.parametrize("width", [1280, 1920])
 def test_kpi_captions_are_not_cut_off(live_app, chromium, width):
-    if width == 1280:
-        seed(live_app)
+    seed(live_app)
     context = chromium.new_context(viewport={"width": width, "height": 1000})
     context.set_default_timeout(120_000)  # generous: the machine may be shared
     page = context.new_page()

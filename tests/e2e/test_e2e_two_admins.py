@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import text
 
 from db.engine import REPO_ROOT
@@ -34,7 +35,7 @@ def cli(live_app, *args: str, stdin: str | None = None) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def admin_a_password(live_app) -> str:
     password = "e2e a " + secrets.token_urlsafe(12)
     cli(live_app, "create-user", "--email", ADMIN_A, "--admin", "--password-stdin",
@@ -77,7 +78,7 @@ def stored(live_app, name: str) -> tuple[bool, int] | None:
 
 
 def open_keys(page, live_app, search: str) -> None:
-    """The Keys page narrowed to this test's keys (the live app is shared by the tests)."""
+    """The Keys page narrowed to this test's keys."""
     page.goto(live_app.url("keys"))
     wait_for_app(page)
     box = page.get_by_role("textbox", name="Search")
@@ -134,12 +135,16 @@ def go_to_cell(page, name: str, column: str) -> None:
 
 
 def edit_priority(page, name: str, value: int) -> None:
+    """Type `value` into `name`'s priority cell and commit it; wait until the grid shows it
+    (an Enter pressed before the overlay editor holds the typed text commits the old one)."""
     go_to_cell(page, name, "priority")
     page.keyboard.press("Enter")
-    page.locator("input.gdg-input").wait_for()
-    page.keyboard.press("Control+A")
-    page.keyboard.type(str(value))
+    editor = page.locator("input.gdg-input")
+    editor.fill(str(value))
+    expect(editor).to_have_value(str(value))
     page.keyboard.press("Enter")
+    cell = f"#glide-cell-{COLUMNS.index('priority')}-{row_of(page, name)}"
+    expect(page.locator(cell)).to_have_text(str(value))
     wait_for_app(page)
 
 
@@ -205,6 +210,9 @@ def open_edit_one(page, name: str) -> None:
     box.click()
     page.get_by_role("option", name=f"{name} (").first.click()
     wait_for_app(page)
+    # Until the run for the chosen key has replaced the previous key's form.
+    page.wait_for_function("() => [...document.querySelectorAll('input[aria-label^=Priority]')]"
+                           ".filter(e => e.offsetParent !== null).length === 1")
 
 
 def test_b_edit_one_submit_after_a_renamed_the_key_saves_to_that_key(live_app, two_admins):

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from db.engine import REPO_ROOT, get_engine
@@ -57,6 +58,13 @@ class LiveApp:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Locally a missing browser skips; in CI (CI=true) browser tests must never be skipped."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI must run the browser tests; .ci/run installs chromium)")
+    pytest.skip(reason)
 
 
 def free_port() -> int:
