@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from db.engine import REPO_ROOT
-from tests.support.browser import screenshot, sign_in, wait_for_app
+from tests.support.browser import open_page, screenshot, signed_in, wait_for_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_server]
 
@@ -57,14 +57,8 @@ def test_kpi_captions_are_not_cut_off(live_app, chromium, width):
     context.set_default_timeout(120_000)  # generous: the machine may be shared
     page = context.new_page()
     try:
-        page.goto(live_app.url())
-        wait_for_app(page)
-        sign_in(page, live_app)
-        page.get_by_role("button", name="Sign out").first.wait_for()
-        wait_for_app(page)
-        page.get_by_role("link", name="Analytics").first.click()
-        page.get_by_role("heading", name="Analytics").first.wait_for()
-        wait_for_app(page)
+        signed_in(page, live_app)
+        open_page(page, "Analytics")
         assert_kpis_in_full(page, 30)
         page.wait_for_function(
             "document.querySelectorAll('[data-testid=stPlotlyChart] .main-svg').length >= 6",

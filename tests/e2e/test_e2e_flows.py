@@ -1,12 +1,10 @@
 """The main admin flows in headless Chromium against `streamlit run app.py`, with a screenshot
-of each page: under .data/screenshots/, or where GK_SCREENSHOTS_DIR says (the README's are
-refreshed with GK_SCREENSHOTS_DIR=docs/screenshots)."""
+of each page (tests/support/browser.screenshot)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import os
 import secrets
 import subprocess
 import sys
@@ -15,28 +13,19 @@ import pytest
 from sqlalchemy import text
 
 from db.engine import REPO_ROOT
-from tests.support.browser import sign_in, sign_in_form, sign_out, wait_for_app
+from tests.support.browser import (
+    open_page,
+    screenshot,
+    sign_in_form,
+    sign_out,
+    signed_in,
+    wait_for_app,
+)
 from tests.support.keys import fake_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_server]
 
-SCREENSHOTS = REPO_ROOT / os.environ.get("GK_SCREENSHOTS_DIR", ".data/screenshots")
 
-
-
-def open_page(page, title: str) -> None:
-    """Follow the sidebar link to a page and wait for its script run."""
-    page.get_by_role("link", name=title).first.click()
-    page.get_by_role("heading", name=title).first.wait_for()
-    wait_for_app(page)
-
-
-def signed_in(page, live_app, email=None, password=None) -> None:
-    page.goto(live_app.url())
-    wait_for_app(page)
-    sign_in(page, live_app, email, password)
-    page.get_by_role("button", name="Sign out").first.wait_for()
-    wait_for_app(page)
 
 
 def choose(page, label: str, option: str) -> None:
@@ -45,11 +34,6 @@ def choose(page, label: str, option: str) -> None:
     box.click()
     page.get_by_role("option", name=option).first.click()
     wait_for_app(page)
-
-
-def shoot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def cli(live_app, *args: str, stdin: str | None = None) -> str:
@@ -127,13 +111,13 @@ def test_analytics_with_demo_data_draws_charts_and_exports_matching_csv(live_app
     cli(live_app, "seed-demo", "--keys", "8", "--days", "60", "--audit-rows", "40")
     page = browser_page
     signed_in(page, live_app)
-    shoot(page, "overview")
+    screenshot(page, "overview")
     open_page(page, "Analytics")
     charts = page.locator("[data-testid=stPlotlyChart]")
     charts.first.wait_for()
     page.wait_for_function(
         "document.querySelectorAll('[data-testid=stPlotlyChart] .main-svg').length >= 3")
-    shoot(page, "analytics")
+    screenshot(page, "analytics")
 
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Download CSV").first.click()
@@ -151,7 +135,7 @@ def test_analytics_with_demo_data_draws_charts_and_exports_matching_csv(live_app
 
     for title, name in (("Keys", "keys"), ("Audit log", "audit"), ("Admins", "admins")):
         open_page(page, title)
-        shoot(page, name)
+        screenshot(page, name)
 
 
 def test_non_admin_sees_no_data_anywhere_and_signs_out(live_app, browser_page, chromium):
@@ -177,4 +161,4 @@ def test_non_admin_sees_no_data_anywhere_and_signs_out(live_app, browser_page, c
     sign_out(page)
     wait_for_app(page)
     sign_in_form(page)
-    shoot(page, "sign-in")
+    screenshot(page, "sign-in")

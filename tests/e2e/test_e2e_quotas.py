@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -10,13 +9,12 @@ import pytest
 from sqlalchemy import text
 
 from db.engine import REPO_ROOT
-from tests.support.browser import sign_in, visible_text, wait_for_app
+from tests.support.browser import open_page, screenshot, signed_in, visible_text, wait_for_app
 from tests.support.keys import fake_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_server]
 
 GROUP = "e2e-quota-proj"
-SCREENSHOTS = REPO_ROOT / os.environ.get("GK_SCREENSHOTS_DIR", ".data/screenshots")
 
 
 def quota_rows(live_app) -> list[tuple]:
@@ -36,16 +34,11 @@ def test_admin_sets_a_quota_in_the_quotas_tab(live_app, browser_page):
                            text=True, timeout=300)
     assert added.returncode == 0, added.stderr
     page = browser_page
-    page.goto(live_app.url())
-    wait_for_app(page)
-    sign_in(page, live_app)
-    page.get_by_role("button", name="Sign out").first.wait_for()
-    page.get_by_role("link", name="Keys").first.click()
-    page.get_by_role("heading", name="Keys").first.wait_for()
-    wait_for_app(page)
+    signed_in(page, live_app)
+    open_page(page, "Keys")
 
     page.get_by_role("tab", name="Quotas").click()
-    page.get_by_text("No quotas set yet").wait_for(timeout=180_000)  # a loaded CI machine
+    page.get_by_text("No quotas set yet").wait_for()
     page.get_by_role("textbox", name="Model").fill("gemini-2.5-flash")
     rpd = page.get_by_role("spinbutton", name="rpd (requests per Pacific day)")
     rpd.fill("250")
@@ -56,11 +49,10 @@ def test_admin_sets_a_quota_in_the_quotas_tab(live_app, browser_page):
     assert quota_rows(live_app) == [("gemini-2.5-flash", None, None, 250)]
     page.get_by_role("tab", name="Quotas").click()
     page.locator("[data-testid=stDataFrame]").last.wait_for()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "keys-quotas.png"), full_page=True)
+    screenshot(page, "keys-quotas")
 
     page.get_by_role("link", name="Overview").first.click()
     page.get_by_role("heading", name="Quotas today").wait_for()
     wait_for_app(page)
     assert "next reset" in visible_text(page)
-    page.screenshot(path=str(SCREENSHOTS / "overview-quotas.png"), full_page=True)
+    screenshot(page, "overview-quotas")

@@ -7,21 +7,15 @@ import hashlib
 import pytest
 from sqlalchemy import text
 
-from tests.support.browser import sign_in, wait_for_app
+from tests.support.browser import open_page, signed_in, wait_for_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_server]
 
 
 def test_create_and_revoke_an_access_token_in_the_browser(browser_page, live_app):
     page = browser_page
-    page.goto(live_app.url())
-    wait_for_app(page)
-    sign_in(page, live_app)
-    page.get_by_role("button", name="Sign out").first.wait_for()
-    wait_for_app(page)
-    page.get_by_role("link", name="Access tokens").first.click()
-    page.get_by_role("heading", name="Access tokens").first.wait_for()
-    wait_for_app(page)
+    signed_in(page, live_app)
+    open_page(page, "Access tokens")
 
     page.get_by_role("textbox", name="Name").fill("e2e-service")
     page.get_by_role("textbox", name="Models (optional)").fill("gemini-2.0-flash")

@@ -1,4 +1,5 @@
-"""Page helpers for the browser tests: wait for Streamlit, sign in, sign out."""
+"""Page helpers for the browser tests: wait for Streamlit, sign in, open a page, sign out,
+screenshots."""
 
 from __future__ import annotations
 
@@ -51,6 +52,23 @@ def sign_in(page, live_app: LiveApp, email: str | None = None,
     page.get_by_role("textbox", name="Email").fill(email or live_app.admin_email)
     page.get_by_role("textbox", name="Password").fill(password or live_app.admin_password)
     page.get_by_role("button", name="Sign in").click()
+
+
+def signed_in(page, live_app: LiveApp, email: str | None = None,
+              password: str | None = None) -> None:
+    """Open the app, sign in, and wait until the signed-in run has finished."""
+    page.goto(live_app.url())
+    wait_for_app(page)
+    sign_in(page, live_app, email, password)
+    page.get_by_role("button", name="Sign out").first.wait_for()
+    wait_for_app(page)
+
+
+def open_page(page, title: str) -> None:
+    """Follow the sidebar link to a page and wait for its script run."""
+    page.get_by_role("link", name=title).first.click()
+    page.get_by_role("heading", name=title).first.wait_for()
+    wait_for_app(page)
 
 
 def sign_out(page) -> None:
