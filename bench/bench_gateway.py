@@ -242,7 +242,8 @@ def gateway(upstream: str) -> Iterator[tuple[str, str]]:
     from lib.runtime import build_runtime
     from lib.tokens import create_token
 
-    with bench_environment(), scratch_database(f"gk_bench_gateway_{os.getpid()}") as url:
+    with bench_environment() as server, \
+            scratch_database(f"gk_bench_gateway_{os.getpid()}", server) as url:
         runtime = build_runtime(env={**os.environ, "DATABASE_URL": url},
                                 apply_migrations=False)
         with session_scope(Actor.service("cli"), engine=runtime.engine) as session:

@@ -34,9 +34,10 @@ class Caller:
 
 
 class Access:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, connections: int = 8) -> None:
+        """connections: idle connections kept, as many as threads calling at once."""
         self.engine = engine
-        self._connections = Connections(engine, keep=16)
+        self._connections = Connections(engine, keep=connections)
 
     def _run(self, sql: str, params: tuple) -> list[tuple]:
         for attempt in (1, 2):

@@ -54,6 +54,10 @@ FORWARD_REQUEST = ("content-type", "accept", "user-agent", "x-goog-api-client",
 FORWARD_RESPONSE = ("content-type", "x-request-id")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 DEFAULT_RETRY_AFTER = 60
+# Database calls at once per process, each on its own thread, and the idle connections the
+# pool and the token statements keep: more threads than kept connections would open and
+# close a connection per call under load (a PostgreSQL backend start each).
+DB_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -88,11 +92,13 @@ class Gateway:
     def attach(self, pool: KeyPool, access: Access) -> None:
         self.pool = pool
         self.access = access
+        self._limiter = anyio.CapacityLimiter(DB_THREADS)
 
     # -- helpers -------------------------------------------------------------------------
 
     async def _thread(self, function: Any, *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(lambda: function(*args))
+        """`function(*args)` on a worker thread, at most DB_THREADS at once."""
+        return await anyio.to_thread.run_sync(lambda: function(*args), limiter=self._limiter)
 
     def _acquire(self, model: str | None, tried: set) -> Lease:
         return self.pool.acquire(model, exclude=tried)  # failover: never a key that failed
@@ -233,8 +239,8 @@ class Gateway:
                 # worked, so the call counts as the key's success; the answer goes back as is.
                 self.metrics.attempt("client_error")
                 self.metrics.error("upstream_client_error")
-                task = BackgroundTask(self._after, lease, "success", latency, None, None,
-                                      caller, True)
+                task = BackgroundTask(self._thread, self._after, lease, "success", latency,
+                                      None, None, caller, True)
                 return Response(error_body, status_code=status, headers=_response_headers(
                     response), background=task)
             self.metrics.attempt(verdict.kind)
@@ -245,7 +251,7 @@ class Gateway:
         return self._give_up(last, caller)
 
     def _finish_own(self, response: Response, caller: Caller) -> Response:
-        response.background = BackgroundTask(self._count, caller, True, None)
+        response.background = BackgroundTask(self._thread, self._count, caller, True, None)
         return response
 
     def _give_up(self, last: tuple[str, Any] | None, caller: Caller) -> Response:
@@ -302,8 +308,8 @@ class Gateway:
                 await response.aclose()
             latency = (time.perf_counter() - attempt_started) * 1000
             usage = _usage(content)
-            task = BackgroundTask(self._after, lease, "success", latency, None, usage, caller,
-                                  False)
+            task = BackgroundTask(self._thread, self._after, lease, "success", latency, None,
+                                  usage, caller, False)
             return Response(content, status_code=response.status_code, headers=headers,
                             background=task)
         return StreamingResponse(self._stream(response, lease, caller, attempt_started),
@@ -508,13 +514,12 @@ def create_app(config: GatewayConfig | None = None, *, settings: Settings | None
             loaded = settings or Settings.load()
             runtime = await anyio.to_thread.run_sync(
                 lambda: build_runtime(settings=loaded, apply_migrations=False))
-            the_pool = KeyPool(runtime)
+            the_pool = KeyPool(runtime, connections=DB_THREADS)
             if gateway.config is None:
                 gateway.config = GatewayConfig.from_settings(loaded)
         if gateway.config is None:
             raise ValueError("create_app(pool=...) needs a GatewayConfig")
-        gateway.attach(the_pool, Access(the_pool.engine))
-        anyio.to_thread.current_default_thread_limiter().total_tokens = 64
+        gateway.attach(the_pool, Access(the_pool.engine, connections=DB_THREADS))
         limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=200)
         async with httpx2.AsyncClient(limits=limits, follow_redirects=False,
                                      trust_env=False) as client:

@@ -115,10 +115,12 @@ class KeyPool:
 
     def __init__(self, runtime: Any | None = None, *, policy: FailurePolicy | None = None,
                  engine: Engine | None = None, master_key: MasterKey | None = None,
-                 lease_ttl: timedelta = DEFAULT_LEASE_TTL) -> None:
+                 lease_ttl: timedelta = DEFAULT_LEASE_TTL, connections: int = 8) -> None:
         """runtime: a lib.runtime.Runtime; by default built from the app's configuration
         (without migrating: a service never changes the schema). lease_ttl: after this, a
-        lease never recorded (its caller died) no longer counts as in flight."""
+        lease never recorded (its caller died) no longer counts as in flight. connections:
+        idle connections kept; more threads than this calling at once open and close extra
+        ones."""
         if engine is None or master_key is None:
             if runtime is None:
                 runtime = build_runtime(apply_migrations=False)
@@ -128,7 +130,7 @@ class KeyPool:
         self._master = master_key
         self.policy = policy or DEFAULT_POLICY
         self.lease_ttl = lease_ttl
-        self._connections = Connections(engine)
+        self._connections = Connections(engine, keep=connections)
         self._next_sweep = 0.0
 
     def __repr__(self) -> str:

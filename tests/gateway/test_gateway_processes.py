@@ -4,12 +4,14 @@ count into the same per-token row."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
 import httpx
 from sqlalchemy import text
 
+from lib.gateway.app import DB_THREADS
 from lib.runtime import build_runtime
 from tests.support.databases import REPO_ROOT
 from tests.support.gateway import gateway_process, new_token, wait_until
@@ -49,3 +51,45 @@ def test_two_gateway_processes_share_one_database(db, fake):
         for url in (one, two):
             assert httpx.post(url + GENERATE, json=BODY, headers=headers, timeout=30
                               ).status_code == 401
+
+
+def sessions_opened(db) -> int:
+    """Connections ever opened to the test's database (PostgreSQL's own count)."""
+    with db.engine.connect() as connection:
+        connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+        return int(connection.execute(text(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        )).scalar())
+
+
+def test_a_burst_of_requests_reuses_the_gateways_database_connections(db, fake):
+    """64 requests at once: the gateway's database calls wait for one of the connections it
+    keeps instead of each opening (and closing) its own, a PostgreSQL backend start each."""
+    runtime = build_runtime(apply_migrations=False)
+    for index in range(4):
+        fake.respond(add(runtime, f"k{index}")[1], "ok")
+    token = new_token()
+    with gateway_process(fake.base_url) as url:
+        started = sessions_opened(db)
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                async def one() -> int:
+                    response = await client.post(url + GENERATE, json=BODY,
+                                                 headers={"x-goog-api-key": token})
+                    return response.status_code
+                statuses = []
+                for _ in range(4):
+                    statuses += await asyncio.gather(*(one() for _ in range(64)))
+                return statuses
+        assert asyncio.run(burst()) == [200] * 256
+        assert wait_until(lambda: counted_requests(db) == 256)
+        opened = sessions_opened(db) - started
+    # At most the kept connections of the pool and of the token statements, once each.
+    assert opened <= 2 * DB_THREADS, opened
+
+
+def counted_requests(db) -> int:
+    with db.engine.connect() as connection:
+        return int(connection.execute(text(
+            "SELECT coalesce(sum(request_count), 0) FROM gemini_access_token_usage")).scalar())
