@@ -185,8 +185,9 @@ class KeyPool:
         self._execute(None)
 
     def release_expired(self) -> None:
-        """Stop counting leases whose callers never recorded them (past lease_ttl). Run by
-        acquire at most every SWEEP_EVERY_S seconds per pool, off the one-round-trip path."""
+        """Stop counting leases whose callers never recorded them (past lease_ttl), and
+        delete quota windows nothing reads any more (quota_sql.SWEEP). Run by acquire at most
+        every SWEEP_EVERY_S seconds per pool, off the one-round-trip path."""
         self._next_sweep = time.monotonic() + SWEEP_EVERY_S
         self._execute("gk_pool_sweep")
         self._announce_quota_pressure()

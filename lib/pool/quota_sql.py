@@ -154,9 +154,30 @@ SELECT stats.request_count, (SELECT consecutive_failures FROM k) FROM stats
 """
 
 # Leases never recorded (their callers died) stop counting once expired.
+# Windows nothing reads any more: the pool and the pages read this minute's and this Pacific
+# day's. Minute windows are kept an hour, day windows a week (for a look by hand); each sweep
+# deletes at most PRUNE_BATCH of each kind, so a long-idle table is emptied over a few sweeps.
+MINUTE_WINDOWS_KEPT = "1 hour"
+DAY_WINDOWS_KEPT = "8 days"
+PRUNE_BATCH = 5000
+# Leases past their ttl stop counting, and old quota windows go, in one round trip.
 SWEEP = f"""
-UPDATE gemini_api_keys SET in_flight = 0
- WHERE in_flight > 0 AND lease_expires_at < {NOW_SQL}
+WITH released AS (
+  UPDATE gemini_api_keys SET in_flight = 0
+   WHERE in_flight > 0 AND lease_expires_at < {NOW_SQL}
+  RETURNING 1
+), old AS (
+  (SELECT ctid FROM gemini_quota_usage
+    WHERE window_kind = 'm' AND window_start < {NOW_SQL} - interval '{MINUTE_WINDOWS_KEPT}'
+    LIMIT {PRUNE_BATCH})
+  UNION ALL
+  (SELECT ctid FROM gemini_quota_usage
+    WHERE window_kind = 'd' AND window_start < {NOW_SQL} - interval '{DAY_WINDOWS_KEPT}'
+    LIMIT {PRUNE_BATCH})
+), pruned AS (
+  DELETE FROM gemini_quota_usage WHERE ctid IN (SELECT ctid FROM old) RETURNING 1
+)
+SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM pruned)
 """
 
 STATEMENTS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from lib.pool import NoKeyAvailable
 from tests.support.keys import audit_rows
@@ -132,3 +133,26 @@ def test_exclude_skips_keys_a_retrying_caller_already_tried(runtime, pool):
     assert pool.acquire(exclude=[str(first)]).key_id == second
     with pytest.raises(NoKeyAvailable):
         pool.acquire(PRO, exclude=[first, second])
+
+
+def test_the_sweep_deletes_quota_windows_nothing_reads_any_more(db, runtime, pool):
+    """Minute windows older than an hour and day windows older than a week go on the pool's
+    sweep; the current ones, which acquire and the pages read, stay."""
+    now = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
+    windows = {("m", now), ("m", now - timedelta(minutes=50)),
+               ("m", now - timedelta(hours=2)), ("m", now - timedelta(days=3)),
+               ("d", now - timedelta(days=1)), ("d", now - timedelta(days=7)),
+               ("d", now - timedelta(days=9)), ("d", now - timedelta(days=400))}
+    with db.engine.begin() as connection:
+        for kind, start in windows:
+            connection.execute(text(
+                "INSERT INTO gemini_quota_usage (project, model, window_kind, window_start, "
+                "requests) VALUES ('project-1', :m, :k, :s, 3)"), {"m": FLASH, "k": kind,
+                                                                  "s": start})
+
+    pool.release_expired()
+
+    kept = {(r["window_kind"], r["window_start"])
+            for r in table_rows(db, "gemini_quota_usage")}
+    assert kept == {("m", now), ("m", now - timedelta(minutes=50)),
+                    ("d", now - timedelta(days=1)), ("d", now - timedelta(days=7))}
