@@ -18,7 +18,7 @@ from lib.audit.log import Action
 from lib.clock import utc_now
 from lib.keys import status
 from lib.keys.status import ARCHIVED, COOLING, ENABLED, IN_SERVICE
-from lib.quotas.reads import NEAR_LIMIT, limits_near
+from lib.quotas.reads import NEAR_LIMIT, QuotaToday, pressures, quota_usage_today
 
 Severity = Literal["error", "warning", "info"]
 LIVE = IN_SERVICE.sql("k")
@@ -174,9 +174,9 @@ ORDER BY lower(k.name) LIMIT 1000""")))
 QUOTA_NEAR_LIMIT = "quota_near_limit"
 
 
-def quota_near_limit(session: Session, now: dt.datetime, s: AlertSettings) -> Alert | None:
+def quota_near_limit(quotas: QuotaToday, s: AlertSettings) -> Alert | None:
     """Groups × models at 90 % (quota_near_fraction) or more of an rpm, tpm or rpd limit."""
-    near = limits_near(session, now=now, fraction=s.quota_near_fraction)
+    near = pressures(quotas, s.quota_near_fraction)
     if not near:
         return None
     reached = any(p.fraction >= 1 for p in near)
@@ -187,17 +187,20 @@ def quota_near_limit(session: Session, now: dt.datetime, s: AlertSettings) -> Al
 
 
 def overview_alerts(session: Session, *, now: dt.datetime | None = None,
-                    settings: AlertSettings = AlertSettings()) -> list[Alert]:
-    """Every alert, most severe first."""
+                    settings: AlertSettings = AlertSettings(), counts: KeyCounts | None = None,
+                    quotas: QuotaToday | None = None) -> list[Alert]:
+    """Every alert, most severe first. counts and quotas: what the page read already at
+    `now` (key_counts, quota_usage_today), so they are not read twice."""
     now = now or utc_now()
-    counts = key_counts(session, now)
+    counts = key_counts(session, now) if counts is None else counts
+    quotas = quota_usage_today(session, now=now) if quotas is None else quotas
     found = [
         *recent_retirements(session, now, settings.recent_days),
         failure_spikes(session, now.date(), settings),
         top_tier_unavailable(session, now),
         too_few_usable(counts, settings.min_usable_keys),
         never_used(session),
-        quota_near_limit(session, now, settings),
+        quota_near_limit(quotas, settings),
     ]
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted((a for a in found if a is not None), key=lambda a: order[a.severity])

@@ -22,9 +22,10 @@ def overview_page(ctx: AdminContext) -> None:
     with ctx.session() as session:
         today_totals, week_totals = alerts.overview_totals(session, today)
         counts = alerts.key_counts(session, now)
-        found = alerts.overview_alerts(session, now=now, settings=settings)
-        last_14 = stats.daily_totals(session, stats.StatsFilter.last_days(14, today=today))
         quotas = quota_usage_today(session, now=now)
+        found = alerts.overview_alerts(session, now=now, settings=settings, counts=counts,
+                                       quotas=quotas)
+        last_14 = stats.daily_totals(session, stats.StatsFilter.last_days(14, today=today))
 
     st.caption(md("Today is {} (UTC). Stats days are UTC days.", today))
     tiles = st.columns(4)
