@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import sys
+import types
 
 import pytest
 
@@ -14,7 +16,10 @@ MODEL = "gemini-2.5-flash"
 
 
 @pytest.mark.one_server
-def test_a_daily_budget_holds_under_8_racing_processes(db, runtime):
+def test_a_daily_budget_holds_under_8_racing_processes(db, runtime, monkeypatch):
+    # A spawned child first re-runs the parent's __main__; in a pytest-xdist worker that
+    # has run an AppTest, __main__ is a page script, which stops the child before it reports.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     for i in range(4):
         add(runtime, f"k{i}", group="team")
     set_limit(db, "team", MODEL, rpd=40, rpm=1000)
