@@ -153,14 +153,15 @@ WITH stats AS (
 SELECT stats.request_count, (SELECT consecutive_failures FROM k) FROM stats
 """
 
-# Leases never recorded (their callers died) stop counting once expired.
-# Windows nothing reads any more: the pool and the pages read this minute's and this Pacific
-# day's. Minute windows are kept an hour, day windows a week (for a look by hand); each sweep
-# deletes at most PRUNE_BATCH of each kind, so a long-idle table is emptied over a few sweeps.
+# Quota windows nothing reads any more go: the pool and the pages read only this minute's
+# and this Pacific day's. Minute windows are kept an hour, day windows eight days (for a look
+# by hand); each sweep deletes at most PRUNE_BATCH of each kind, so a table left growing is
+# emptied over a few sweeps.
 MINUTE_WINDOWS_KEPT = "1 hour"
 DAY_WINDOWS_KEPT = "8 days"
 PRUNE_BATCH = 5000
-# Leases past their ttl stop counting, and old quota windows go, in one round trip.
+# In one round trip: leases never recorded (their callers died) stop counting once expired,
+# and old quota windows are deleted.
 SWEEP = f"""
 WITH released AS (
   UPDATE gemini_api_keys SET in_flight = 0
